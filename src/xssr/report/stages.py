@@ -1,0 +1,69 @@
+"""Stage bookkeeping: a stage's manifest is written last and marks it complete.
+
+Re-running with the same configuration finds the manifest with the same fingerprint and
+reuses the stage's outputs; any change of configuration or upstream result changes the
+fingerprint and the stage runs again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xssr.report.io import read_json, write_json
+from xssr.report.provenance import config_fingerprint
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Stage:
+    """Output folder of one stage, identified by the fingerprint of everything it depends on."""
+
+    folder: Path
+    inputs: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        return config_fingerprint(self.inputs)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.folder / MANIFEST
+
+    def is_complete(self) -> bool:
+        if not self.manifest_path.exists():
+            return False
+        try:
+            return read_json(self.manifest_path).get("fingerprint") == self.fingerprint
+        except (OSError, ValueError):
+            return False
+
+    def outputs(self) -> dict[str, Any]:
+        return read_json(self.manifest_path).get("outputs", {})
+
+    def start(self) -> float:
+        # Remove a stale marker first: a crash halfway must not leave an old "complete" manifest
+        # next to half-replaced outputs.
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.manifest_path.exists():
+            self.manifest_path.unlink()
+        logger.info("running stage %s", self.folder.name)
+        return time.perf_counter()
+
+    def finish(self, started: float, outputs: dict[str, Any]) -> dict[str, Any]:
+        write_json(
+            self.manifest_path,
+            {
+                "fingerprint": self.fingerprint,
+                "inputs": self.inputs,
+                "seconds": round(time.perf_counter() - started, 3),
+                "outputs": outputs,
+            },
+        )
+        return outputs

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import torch
+
+from xssr.config import PretrainConfig, TrainConfig
+from xssr.train import embed_batches, predict_probabilities, train_mae, train_unet
+from xssr.train.loop import train_minibatches
+
+CPU = torch.device("cpu")
+
+
+def _toy_segmentation(n=8, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.normal(0, 0.1, (n, 1, size, size)).astype(np.float32)
+    masks = np.zeros((n, 1, size, size), np.uint8)
+    for i in range(n):
+        r, c = rng.integers(4, size - 12, 2)
+        masks[i, 0, r : r + 8, c : c + 8] = 1
+    images += masks
+    return images, masks
+
+
+def test_unet_learns_a_bright_square():
+    images, masks = _toy_segmentation()
+    cfg = TrainConfig(epochs=50, batch_size=2, lr=3e-3, channels=(8, 16, 32), num_res_units=1, precision="fp32")
+    model, history = train_unet(images, masks, cfg, seed=0, device=CPU)
+    assert history.epoch_loss[-1] < 0.5 * history.epoch_loss[0]
+    prob = predict_probabilities(model, images, device=CPU, precision="fp32")
+    dice = (2 * ((prob >= 0.5) & (masks == 1)).sum()) / ((prob >= 0.5).sum() + masks.sum())
+    assert dice > 0.8
+
+
+def test_training_is_deterministic_for_a_seed():
+    images, masks = _toy_segmentation(n=4)
+    cfg = TrainConfig(epochs=2, batch_size=2, channels=(4, 8), num_res_units=0, precision="fp32")
+    a, _ = train_unet(images, masks, cfg, seed=3, device=CPU)
+    b, _ = train_unet(images, masks, cfg, seed=3, device=CPU)
+    c, _ = train_unet(images, masks, cfg, seed=4, device=CPU)
+    pa, pb, pc = (predict_probabilities(m, images, device=CPU, precision="fp32") for m in (a, b, c))
+    np.testing.assert_array_equal(pa, pb)
+    assert not np.array_equal(pa, pc)
+
+
+def test_min_steps_extends_short_runs():
+    model = torch.nn.Linear(2, 1)
+    x = torch.rand(5, 2)
+    history = train_minibatches(model, [x], lambda m, b, g: m(b[0]).pow(2).mean(), epochs=1, batch_size=2,
+                                lr=1e-2, weight_decay=0, seed=0, device=CPU, precision="fp32", min_steps=10)
+    # 3 steps per epoch -> 4 epochs are needed for 10 steps
+    assert history.steps == 12 and len(history.epoch_loss) == 4
+
+
+def test_mae_reconstruction_improves_and_embeds():
+    rng = np.random.default_rng(0)
+    images = rng.random((16, 1, 32, 32)).astype(np.float32)
+    cfg = PretrainConfig(epochs=8, batch_size=8, widths=(4, 8, 8, 16), patch_size=8, lr=3e-3)
+    model, history = train_mae(images, cfg, seed=0, device=CPU)
+    assert history.epoch_loss[-1] < history.epoch_loss[0]
+    emb = embed_batches(model, [images[:5], images[5:]], device=CPU, precision="fp32")
+    assert emb.shape == (16, 16) and emb.dtype == np.float32 and np.isfinite(emb).all()
+
+
+def test_empty_training_set_is_an_error():
+    with pytest.raises(ValueError, match="empty"):
+        train_minibatches(torch.nn.Linear(1, 1), [torch.zeros(0, 1)], lambda m, b, g: m(b[0]).sum(), epochs=1,
+                          batch_size=1, lr=1e-3, weight_decay=0, seed=0, device=CPU)
