@@ -1,0 +1,225 @@
+"""Command line: parses flags into a RunConfig and calls xssr.api. No logic of its own."""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import logging
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from xssr import api
+from xssr.config import RunConfig, apply_overrides, check_config, load_config
+
+PRESETS = ("cxr", "fundus")
+
+
+def _config_options(func):
+    """Options every pipeline subcommand shares; they override --config/--preset values."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML run configuration."),
+        click.option("--preset", type=click.Choice(PRESETS), help="A built-in configuration for the shared real data."),
+        click.option("--source", help="Source images: folder, manifest CSV, or '@dataset', with '#key=value&...' filters."),
+        click.option("--pool", help="Unlabeled target pool to choose from (same syntax)."),
+        click.option("--test", help="Annotated target test images (same syntax)."),
+        click.option("--data-root", type=click.Path(file_okay=False), help="Where '@name' specs point (default: $XSSR_DATA_ROOT or ../shared/data)."),
+        click.option("--methods", help="Comma list from: xssr, coreset, random, full, xssr-no-density, xssr-no-novelty, xssr-no-diversity."),
+        click.option("--budget", type=float, help="Fraction of the pool in (0, 1] or a count >= 1."),
+        click.option("--image-size", type=int, help="Square side in pixels the images are resized to."),
+        click.option("--seed", type=int, help="One seed for everything random (default 0)."),
+        click.option("--device", help="auto (default: cuda when present), cpu or cuda."),
+        click.option("--set", "settings", multiple=True, metavar="SECTION.NAME=VALUE", help="Any other setting, e.g. --set train.epochs=50."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _build_config(config_path, preset, source, pool, test, data_root, methods, budget, image_size, seed, device,
+                  settings) -> RunConfig:
+    if config_path and preset:
+        raise click.UsageError("Give --config or --preset, not both.")
+    if config_path:
+        config = load_config(config_path)
+    elif preset:
+        with importlib.resources.as_file(importlib.resources.files("xssr") / "presets" / f"{preset}.toml") as path:
+            config = load_config(path)
+    else:
+        config = RunConfig()
+    overrides = {
+        "data.source": source, "data.pool": pool, "data.test": test, "data.data_root": data_root,
+        "select.methods": methods, "select.budget": budget, "data.image_size": image_size,
+        "seed": seed, "device": device,
+    }
+    for item in settings:
+        if "=" not in item:
+            raise click.UsageError(f"--set expects SECTION.NAME=VALUE, got {item!r}.")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = value.strip()
+    config = apply_overrides(config, overrides, where="option")
+    check_config(config)
+    return config
+
+
+def _errors_to_exit(func):
+    """Turn input and configuration errors into a readable message and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (ValueError, TypeError, FileNotFoundError) as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _show_progress(no_progress: bool) -> bool:
+    return not no_progress and sys.stderr.isatty()
+
+
+@click.group()
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="xssr")
+def main(verbose: int) -> None:
+    """xssr: choose which target-domain images to annotate, train a U-Net on them, measure Dice."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+no_progress_option = click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+out_option = click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+
+
+@main.command()
+@_config_options
+@click.option("--stage", type=click.Choice(["pretrain", "embed", "select", "train", "run"]), default="run",
+              show_default=True, help="Check the inputs this stage needs.")
+@_errors_to_exit
+def validate(stage, **options) -> None:
+    """Check every input image and mask; list all problems at once. Writes nothing."""
+    summary = api.validate(_build_config(**options), stage=stage)
+    click.echo(summary.describe() if hasattr(summary, "describe") else str(summary))
+    click.echo("all inputs OK")
+
+
+@main.command()
+@_config_options
+@out_option
+@no_progress_option
+@_errors_to_exit
+def pretrain(out, no_progress, **options) -> None:
+    """Stage 1: train the masked autoencoder on the source images."""
+    path = api.pretrain(_build_config(**options), out, progress=_show_progress(no_progress))
+    click.echo(f"MAE checkpoint: {path}")
+
+
+@main.command()
+@_config_options
+@out_option
+@no_progress_option
+@_errors_to_exit
+def embed(out, no_progress, **options) -> None:
+    """Stage 1: embed source and pool images with the MAE (trains it first if needed)."""
+    paths = api.embed(_build_config(**options), out, progress=_show_progress(no_progress))
+    for group, path in paths.items():
+        click.echo(f"{group} embeddings: {path}")
+
+
+@main.command()
+@_config_options
+@out_option
+@no_progress_option
+@click.option("--pool-embeddings", type=click.Path(exists=True, dir_okay=False),
+              help="Select from this (n_pool, d) .npy instead of running the MAE.")
+@click.option("--source-embeddings", type=click.Path(exists=True, dir_okay=False),
+              help="(n_source, d) .npy of source embeddings (for novelty).")
+@click.option("--method", default="xssr", show_default=True, help="With --pool-embeddings: the method to run.")
+@click.option("--alpha", default=None, help="'auto' (default) or a fixed novelty weight in [0, 1].")
+@click.option("--beta", type=float, default=None, help="Density weight in [0, 1] (default 0.5).")
+@_errors_to_exit
+def select(out, no_progress, pool_embeddings, source_embeddings, method, alpha, beta, **options) -> None:
+    """Stage 2: rank the target pool and write the images to annotate as CSV."""
+    extra = list(options.pop("settings"))
+    if alpha is not None:
+        extra.append(f"select.alpha={alpha}")
+    if beta is not None:
+        extra.append(f"select.beta={beta}")
+    config = _build_config(settings=tuple(extra), **options)
+    if pool_embeddings:
+        pool = _load_embeddings(pool_embeddings)
+        source = _load_embeddings(source_embeddings) if source_embeddings else None
+        s = config.select
+        result = api.select_embeddings(pool, source, method=method, budget=s.budget, alpha=s.alpha, beta=s.beta,
+                                       k=s.k, alpha_grid=s.alpha_grid, metric=s.metric, seed=config.seed)
+        path = api.write_selection(Path(out), result)
+        click.echo(f"{method}: {len(result.indices)} selected" +
+                   (f", alpha={result.alpha:g}" if result.alpha is not None else "") + f" -> {path}")
+        return
+    for method_name, path in api.select(config, out, progress=_show_progress(no_progress)).items():
+        click.echo(f"{method_name}: {path}")
+
+
+def _load_embeddings(path: str) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read as a .npy array ({error}).") from None
+    if array.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D (n_samples, n_features) array, got shape {array.shape}.")
+    return array
+
+
+@main.command()
+@_config_options
+@out_option
+@no_progress_option
+@_errors_to_exit
+def train(out, no_progress, **options) -> None:
+    """Stage 3: train a U-Net on each method's selected images (their masks must exist)."""
+    for method, path in api.train(_build_config(**options), out, progress=_show_progress(no_progress)).items():
+        click.echo(f"{method}: {path}")
+
+
+@main.command()
+@_config_options
+@out_option
+@no_progress_option
+@_errors_to_exit
+def evaluate(out, no_progress, **options) -> None:
+    """Test Dice of each method's U-Net on the annotated target test images."""
+    metrics = api.evaluate(_build_config(**options), out, progress=_show_progress(no_progress))
+    click.echo(api.RunResult(out=Path(out), metrics=metrics).table())
+
+
+@main.command()
+@_config_options
+@out_option
+@no_progress_option
+@_errors_to_exit
+def run(out, no_progress, **options) -> None:
+    """The whole pipeline for every method: pretrain, embed, select, train, evaluate."""
+    result = api.run(_build_config(**options), out, progress=_show_progress(no_progress))
+    click.echo(result.table())
+    click.echo(f"results in {result.out}")
+
+
+@main.command()
+@out_option
+@click.option("--seed", type=int, default=0, show_default=True)
+@no_progress_option
+@_errors_to_exit
+def demo(out, seed, no_progress) -> None:
+    """Whole pipeline on a small built-in SYNTHETIC two-domain set (no real data needed)."""
+    click.echo("Running on SYNTHETIC demo data (generated, not medical images).")
+    result = api.demo(out, seed=seed, progress=_show_progress(no_progress))
+    click.echo(result.table())
+    click.echo(f"results in {result.out} (synthetic data)")
+
+
+if __name__ == "__main__":
+    main()

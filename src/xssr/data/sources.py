@@ -1,0 +1,384 @@
+"""Turn a data spec string into a sorted list of :class:`ImageRecord`.
+
+A spec is ``PATH`` or ``PATH#key=value&key=value``, for example::
+
+    @cxr_lung_qu#site=covidqu_covid19&split=train&n=453&seed=0
+
+PATH is a manifest CSV, or a folder (with ``manifest.csv``, or ``images/`` and
+``masks/``, or just image files). A leading ``@`` makes PATH relative to the data root
+(:func:`default_data_root`). Keys: ``site`` and ``split`` (comma lists; keep records
+whose value is listed), ``n`` (seeded random sample of that many records), ``seed``
+(default 0) and ``slices`` (``all`` or ``foreground``).
+
+Nothing here opens image pixels except ``slices=foreground`` (which reads masks of
+volumes); broken or missing files are kept as records so that
+:func:`xssr.data.validate.check_inputs` can report them all at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .readers import (
+    ImageReadError,
+    VOLUME_SUFFIXES,
+    count_slices,
+    file_stem,
+    file_suffix,
+    is_supported,
+    read_volume,
+)
+from .records import ImageRecord, record_order
+
+logger = logging.getLogger(__name__)
+
+DATA_ROOT_ENV = "XSSR_DATA_ROOT"
+SPEC_KEYS = ("site", "split", "n", "seed", "slices")
+SLICE_MODES = ("all", "foreground")
+MANIFEST_NAME = "manifest.csv"
+MANIFEST_COLUMNS = ("image", "mask", "site", "case_id", "split")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A parsed data spec.
+
+    Attributes
+    ----------
+    path : str
+        As written, possibly starting with ``@`` (relative to the data root).
+    sites, splits : tuple of str
+        Sorted, de-duplicated filters; empty means "no filter".
+    n : int or None
+        Sample size after filtering; ``None`` keeps all records.
+    seed : int
+        Seed of the sample (non-negative).
+    slices : str
+        ``"all"`` or ``"foreground"`` (volume slices whose mask has foreground).
+    """
+
+    path: str
+    sites: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ()
+    n: int | None = None
+    seed: int = 0
+    slices: str = "all"
+
+    def __str__(self) -> str:
+        parts = []
+        if self.sites:
+            parts.append("site=" + ",".join(self.sites))
+        if self.splits:
+            parts.append("split=" + ",".join(self.splits))
+        if self.n is not None:
+            parts.append(f"n={self.n}")
+        if self.seed != 0:
+            parts.append(f"seed={self.seed}")
+        if self.slices != "all":
+            parts.append(f"slices={self.slices}")
+        return self.path + ("#" + "&".join(parts) if parts else "")
+
+
+def _parse_list(key: str, value: str, text: str) -> tuple[str, ...]:
+    items = sorted({item.strip() for item in value.split(",") if item.strip()})
+    if not items:
+        raise ValueError(
+            f"The '{key}' key of data spec '{text}' must list at least one value, got '{value}'."
+        )
+    return tuple(items)
+
+
+def _parse_int(key: str, value: str, text: str, minimum: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < minimum:
+        kind = "a positive integer" if minimum > 0 else "a non-negative integer"
+        raise ValueError(f"The '{key}' key of data spec '{text}' must be {kind}, got '{value}'.")
+    return number
+
+
+def parse_spec(text: str | os.PathLike | DataSpec) -> DataSpec:
+    """Parse ``PATH`` or ``PATH#key=value&...`` into a :class:`DataSpec`.
+
+    The last ``#`` separates the path from the options. Raises ValueError for an
+    unknown or repeated key, a malformed item, or an invalid value.
+    """
+    if isinstance(text, DataSpec):
+        return text
+    text = os.fspath(text)
+    if "#" not in text:
+        path, query = text, ""
+    else:
+        path, _, query = text.rpartition("#")
+    if not path.strip():
+        raise ValueError(f"Data spec '{text}' has no path before the options.")
+    fields: dict[str, str] = {}
+    for item in filter(None, query.split("&")):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq:
+            raise ValueError(f"Data spec '{text}': expected key=value, got '{item}'.")
+        if key not in SPEC_KEYS:
+            raise ValueError(
+                f"Data spec '{text}': unknown key '{key}'; valid keys are {', '.join(SPEC_KEYS)}."
+            )
+        if key in fields:
+            raise ValueError(f"Data spec '{text}': key '{key}' is given twice.")
+        fields[key] = value.strip()
+    spec = DataSpec(path=path)
+    if "site" in fields:
+        spec = replace(spec, sites=_parse_list("site", fields["site"], text))
+    if "split" in fields:
+        spec = replace(spec, splits=_parse_list("split", fields["split"], text))
+    if "n" in fields:
+        spec = replace(spec, n=_parse_int("n", fields["n"], text, minimum=1))
+    if "seed" in fields:
+        spec = replace(spec, seed=_parse_int("seed", fields["seed"], text, minimum=0))
+    if "slices" in fields:
+        if fields["slices"] not in SLICE_MODES:
+            raise ValueError(
+                f"The 'slices' key of data spec '{text}' must be one of "
+                f"{', '.join(SLICE_MODES)}, got '{fields['slices']}'."
+            )
+        spec = replace(spec, slices=fields["slices"])
+    return spec
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _repo_root(start: Path) -> Path | None:
+    for parent in start.parents:
+        if (parent / "pyproject.toml").is_file() or (parent / ".git").exists():
+            return parent
+    return None
+
+
+def default_data_root() -> Path | None:
+    """Folder that holds the shared datasets, or ``None`` when none is found.
+
+    In order: the ``XSSR_DATA_ROOT`` environment variable (returned even if the
+    folder is missing, so the error names it); ``../shared/data`` from the current
+    directory; ``shared/data`` beside the repository that holds this file.
+    """
+    env = os.environ.get(DATA_ROOT_ENV, "").strip()
+    if env:
+        root = Path(env).expanduser().resolve()
+        if not root.is_dir():
+            logger.warning("%s=%s is not a folder", DATA_ROOT_ENV, env)
+        return root
+    candidate = Path.cwd() / ".." / "shared" / "data"
+    if candidate.is_dir():
+        return candidate.resolve()
+    repo = _repo_root(Path(__file__).resolve())
+    if repo is not None:
+        candidate = repo.parent / "shared" / "data"
+        if candidate.is_dir():
+            return candidate.resolve()
+    return None
+
+
+def resolve_path(text: str, data_root: str | os.PathLike | None) -> Path:
+    """Absolute path of a spec path; ``@name`` means ``<data_root>/name``."""
+    if text.startswith("@"):
+        if data_root is None:
+            raise ValueError(
+                f"Data path '{text}' is relative to the data root, but no data root was found: "
+                f"set the {DATA_ROOT_ENV} environment variable to the folder holding the "
+                "datasets (e.g. .../shared/data)."
+            )
+        return (Path(data_root) / text[1:].lstrip("/\\")).resolve()
+    return Path(text).expanduser().resolve()
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def _read_manifest(csv_path: Path) -> list[ImageRecord]:
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"Cannot read manifest {csv_path}: {err}") from err
+    if "image" not in columns:
+        raise ValueError(
+            f"Manifest {csv_path} must have an 'image' column; found columns: "
+            f"{', '.join(columns) if columns else '(none)'}."
+        )
+    split_column = "split" if "split" in columns else "split_hint"
+    empty = [str(i + 2) for i, row in enumerate(rows) if not row.get("image")]
+    if empty:
+        raise ValueError(
+            f"Manifest {csv_path}: empty 'image' cell on line(s) {', '.join(empty[:10])}"
+            + (" ..." if len(empty) > 10 else "")
+        )
+    folder = csv_path.parent
+
+    def absolute(cell: str) -> Path:
+        path = Path(cell).expanduser()
+        return (path if path.is_absolute() else folder / path).resolve()
+
+    records = []
+    for row in rows:
+        image = absolute(row["image"])
+        records.append(
+            ImageRecord(
+                image=image,
+                mask=absolute(row["mask"]) if row.get("mask") else None,
+                site=row.get("site", ""),
+                case_id=row.get("case_id", "") or file_stem(image),
+                split=row.get(split_column, ""),
+            )
+        )
+    return records
+
+
+def _supported_files(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and is_supported(p)
+    )
+
+
+def _folder_records(folder: Path) -> list[ImageRecord]:
+    images_dir = folder / "images"
+    site = folder.name
+    if not images_dir.is_dir():
+        return [ImageRecord(image=p.resolve(), site=site, case_id=file_stem(p))
+                for p in _supported_files(folder)]
+    masks_dir = folder / "masks"
+    masks = _supported_files(masks_dir) if masks_dir.is_dir() else []
+    by_name = {p.name: p for p in masks}
+    by_stem: dict[str, Path] = {}
+    for p in masks:
+        by_stem.setdefault(file_stem(p), p)
+    records = []
+    for image in _supported_files(images_dir):
+        mask = by_name.get(image.name) or by_stem.get(file_stem(image))
+        records.append(ImageRecord(
+            image=image.resolve(), mask=mask.resolve() if mask else None,
+            site=site, case_id=file_stem(image),
+        ))
+    return records
+
+
+def _base_records(path: Path) -> list[ImageRecord]:
+    if path.is_dir():
+        manifest = path / MANIFEST_NAME
+        if manifest.is_file():
+            return _read_manifest(manifest)
+        return _folder_records(path)
+    if file_suffix(path) == ".csv":
+        return _read_manifest(path)
+    raise ValueError(
+        f"Data path {path} must be a folder or a .csv manifest, got a '{file_suffix(path)}' file."
+    )
+
+
+def _expand_volumes(records: list[ImageRecord]) -> list[ImageRecord]:
+    """One record per slice for multi-slice files; unreadable files stay single records."""
+    out = []
+    for record in records:
+        if file_suffix(record.image) not in VOLUME_SUFFIXES or record.slice_index is not None:
+            out.append(record)
+            continue
+        try:
+            n_slices = count_slices(record.image)
+        except ImageReadError as err:
+            logger.debug("cannot count slices (left for validation): %s", err)
+            n_slices = 1
+        if n_slices == 1:
+            out.append(record)
+            continue
+        case_id = record.case_id or file_stem(record.image)
+        out.extend(
+            replace(record, slice_index=i, case_id=f"{case_id}_s{i}") for i in range(n_slices)
+        )
+    return out
+
+
+def _foreground_slices(records: list[ImageRecord]) -> list[ImageRecord]:
+    """Keep 2-D records and the volume slices whose mask has any value > 0."""
+    missing = [r.label for r in records if r.slice_index is not None and r.mask is None]
+    if missing:
+        raise ValueError(
+            "slices=foreground needs masks for volume slices, but these have none: "
+            + "; ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        )
+    keep, flags, flags_for = [], None, None
+    for record in records:
+        if record.slice_index is None:
+            keep.append(record)
+            continue
+        if flags_for != record.mask:
+            flags_for = record.mask
+            try:
+                stack = read_volume(record.mask)
+                flags = (stack > 0).reshape(stack.shape[0], -1).any(axis=1)
+            except ImageReadError as err:
+                # Keep every slice so that validation reports the bad mask.
+                logger.debug("cannot read mask for slices=foreground: %s", err)
+                flags = None
+        if flags is None or record.slice_index >= len(flags) or flags[record.slice_index]:
+            keep.append(record)
+    return keep
+
+
+def load_records(
+    spec: DataSpec | str, data_root: str | os.PathLike | None = None
+) -> list[ImageRecord]:
+    """List the records a data spec selects, sorted by file and slice.
+
+    Parameters
+    ----------
+    spec : DataSpec or str
+        See :func:`parse_spec`.
+    data_root : path-like, optional
+        Root for ``@`` paths; defaults to :func:`default_data_root`.
+
+    Returns
+    -------
+    list of ImageRecord
+        Deterministic order: by image path, then slice index.
+
+    Raises
+    ------
+    ValueError
+        Missing path, malformed manifest, or ``n`` larger than the records available.
+    """
+    spec = parse_spec(spec)
+    if spec.path.startswith("@") and data_root is None:
+        data_root = default_data_root()
+    path = resolve_path(spec.path, data_root)
+    if not path.exists():
+        raise ValueError(f"Data path {path} (from spec '{spec}') does not exist.")
+    records = _base_records(path)
+    if spec.sites:
+        records = [r for r in records if r.site in spec.sites]
+    if spec.splits:
+        records = [r for r in records if r.split in spec.splits]
+    records = sorted(_expand_volumes(records), key=record_order)
+    if spec.slices == "foreground":
+        records = _foreground_slices(records)
+    if spec.n is not None:
+        if spec.n > len(records):
+            raise ValueError(
+                f"Data spec '{spec}' asks for n={spec.n} records, but only {len(records)} "
+                f"match in {path}."
+            )
+        # Sampling from the sorted list with its own generator makes the sample
+        # depend on the seed and the candidate set only.
+        chosen = np.random.default_rng(spec.seed).choice(len(records), size=spec.n, replace=False)
+        records = [records[i] for i in sorted(chosen)]
+    logger.debug("spec %s -> %d records", spec, len(records))
+    return records

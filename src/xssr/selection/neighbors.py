@@ -1,0 +1,314 @@
+"""Exact nearest-neighbour distances between embeddings, with bounded memory.
+
+Everything here is plain numpy (FAISS optional). Distances are found in two passes:
+
+1. *search*: a float32 GEMM (``||y||^2 - 2 x.y``) or a FAISS ``IndexFlatL2`` ranks the
+   reference rows for each query row, in chunks of query rows so that the temporary
+   ``(chunk, n_reference)`` block stays under ~128 MB;
+2. *refinement*: the distances to the few neighbours that were found are recomputed in
+   float64 from the coordinate differences.
+
+float32 keeps the search fast; the refinement makes the returned values exact to float64
+rounding for the neighbours found (the float32 ranking can only swap neighbours whose
+distances agree to float32 precision, which changes the value by no more than that).
+
+Both metrics reduce to Euclidean distance: ``metric="cosine"`` L2-normalises the rows once
+(:func:`prepare_embeddings`) and then measures Euclidean distance, which equals
+``sqrt(2 - 2 cos)`` and is therefore monotone in the cosine distance ``1 - cos``.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("euclidean", "cosine")
+BACKENDS = ("auto", "numpy", "faiss")
+
+# Upper bound on the float32 (chunk, n_reference) block built by one search step.
+_CHUNK_BYTES = 128 * 2**20
+# "auto" hands the search to FAISS above this many query x reference pairs; below it the
+# numpy path is as fast and avoids FAISS's thread start-up.
+_FAISS_MIN_PAIRS = 5e7
+
+
+# --------------------------------------------------------------------------- validation
+def _show(value) -> str:
+    """repr() for error messages, without numpy's ``np.float64(...)`` wrapping."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def check_choice(value, name: str, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise a ValueError naming ``name``."""
+    if not isinstance(value, str) or value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(
+            f"The '{name}' parameter must be one of {options}. Got {_show(value)} instead."
+        )
+    return value
+
+
+def check_embeddings(X, name: str) -> np.ndarray:
+    """Return ``X`` as a C-contiguous float64 array of shape ``(n_samples, n_features)``.
+
+    Raises TypeError for non-numeric input and ValueError for a wrong number of
+    dimensions, an empty array or non-finite entries; messages name ``name``.
+    """
+    array = np.asarray(X)
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+    ) or np.issubdtype(array.dtype, np.complexfloating):
+        raise TypeError(
+            f"The '{name}' parameter must be a real numeric array. "
+            f"Got an array of dtype {array.dtype} instead."
+        )
+    if array.ndim != 2:
+        raise ValueError(
+            f"The '{name}' parameter must be a 2-D array of shape (n_samples, n_features). "
+            f"Got an array of shape {array.shape} instead."
+        )
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        raise ValueError(
+            f"The '{name}' parameter must have at least 1 row and 1 column. "
+            f"Got an array of shape {array.shape} instead."
+        )
+    array = np.ascontiguousarray(array, dtype=np.float64)
+    n_bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+    if n_bad:
+        raise ValueError(
+            f"The '{name}' parameter must contain only finite values. "
+            f"Got {n_bad} NaN or infinite entries instead."
+        )
+    return array
+
+
+def prepare_embeddings(X, metric: str = "euclidean", *, name: str = "X") -> np.ndarray:
+    """Map embeddings into the space where the chosen metric is Euclidean distance.
+
+    This is the only place that knows about ``metric``: every other routine in the
+    selection package measures plain Euclidean distance on what this returns.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    metric : {"euclidean", "cosine"}
+        "cosine" L2-normalises each row; Euclidean distance between unit vectors is
+        ``sqrt(2 - 2 cos)``, monotone in the cosine distance.
+    name : str
+        Parameter name used in error messages.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features), float64
+    """
+    check_choice(metric, "metric", METRICS)
+    array = check_embeddings(X, name)
+    if metric == "cosine":
+        norms = np.linalg.norm(array, axis=1)
+        n_zero = int(np.count_nonzero(norms == 0))
+        if n_zero:
+            raise ValueError(
+                f"The '{name}' parameter must have no all-zero rows when metric='cosine' "
+                f"(a zero vector has no direction). Got {n_zero} all-zero rows instead."
+            )
+        array = array / norms[:, None]
+    return array
+
+
+# --------------------------------------------------------------------------- search
+def _resolve_backend(backend: str, n_pairs: float) -> str:
+    check_choice(backend, "backend", BACKENDS)
+    if backend == "numpy":
+        return "numpy"
+    try:
+        import faiss  # noqa: F401  (lazy: FAISS is an optional dependency)
+    except ImportError as error:
+        if backend == "faiss":
+            raise ImportError(
+                "backend='faiss' needs the faiss package; install it with "
+                "'pip install faiss-cpu' or use backend='numpy'."
+            ) from error
+        return "numpy"
+    if backend == "faiss" or n_pairs > _FAISS_MIN_PAIRS:
+        return "faiss"
+    return "numpy"
+
+
+def _search_numpy(
+    queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool
+) -> np.ndarray:
+    """Indices ``(n_queries, k)`` of the k nearest reference rows (unordered within a row)."""
+    n_queries, n_reference = queries.shape[0], reference.shape[0]
+    ref_sq = np.einsum("ij,ij->i", reference, reference)
+    chunk = max(1, _CHUNK_BYTES // (n_reference * reference.itemsize))
+    found = np.empty((n_queries, k), dtype=np.int64)
+    for start in range(0, n_queries, chunk):
+        stop = min(start + chunk, n_queries)
+        # ||q||^2 is the same along a row, so it cannot change the ranking: leave it out.
+        scores = queries[start:stop] @ reference.T
+        scores *= -2.0
+        scores += ref_sq
+        if exclude_self:
+            rows = np.arange(stop - start)
+            # By index, not by distance == 0: duplicated rows must still count as neighbours.
+            scores[rows, start + rows] = np.inf
+        if k == 1:
+            found[start:stop, 0] = np.argmin(scores, axis=1)
+        else:
+            found[start:stop] = np.argpartition(scores, k - 1, axis=1)[:, :k]
+    return found
+
+
+def _search_faiss(
+    queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool
+) -> np.ndarray:
+    import faiss
+
+    index = faiss.IndexFlatL2(reference.shape[1])  # exact (brute-force) L2 search
+    index.add(np.ascontiguousarray(reference, dtype=np.float32))
+    n_wanted = k + 1 if exclude_self else k
+    _, found = index.search(np.ascontiguousarray(queries, dtype=np.float32), n_wanted)
+    found = found.astype(np.int64, copy=False)
+    if not exclude_self:
+        return found
+    # Drop the query itself if FAISS returned it; otherwise it lost a tie with duplicates
+    # at distance 0, and the first k returned are all valid neighbours.
+    is_self = found == np.arange(found.shape[0])[:, None]
+    drop = np.where(is_self.any(axis=1), np.argmax(is_self, axis=1), n_wanted - 1)
+    keep = np.ones_like(found, dtype=bool)
+    keep[np.arange(found.shape[0]), drop] = False
+    return found[keep].reshape(found.shape[0], k)
+
+
+def _refine(queries: np.ndarray, reference: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Exact float64 distances ``(n_queries, k)`` from each query to its found neighbours."""
+    n_queries, k = found.shape
+    per_row = k * queries.shape[1] * 8
+    chunk = max(1, _CHUNK_BYTES // per_row)
+    out = np.empty((n_queries, k), dtype=np.float64)
+    for start in range(0, n_queries, chunk):
+        stop = min(start + chunk, n_queries)
+        diff = reference[found[start:stop]] - queries[start:stop, None, :]
+        out[start:stop] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    return out
+
+
+def _neighbour_distances(
+    queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool, backend: str
+) -> np.ndarray:
+    """Exact distances ``(n_queries, k)`` to the k nearest reference rows (float64 inputs)."""
+    # Distances are translation invariant; centring shrinks the norms so the float32
+    # expansion ||y||^2 - 2 x.y loses fewer digits to cancellation.
+    centre = reference.mean(axis=0)
+    queries_c = queries - centre
+    reference_c = queries_c if exclude_self else reference - centre
+    used = _resolve_backend(backend, float(queries.shape[0]) * reference.shape[0])
+    logger.debug(
+        "neighbour search: %d x %d, k=%d, backend=%s",
+        queries.shape[0], reference.shape[0], k, used,
+    )
+    search = _search_faiss if used == "faiss" else _search_numpy
+    found = search(
+        queries_c.astype(np.float32), reference_c.astype(np.float32), k, exclude_self
+    )
+    return _refine(queries_c, reference_c, found)
+
+
+def knn_mean_distance(
+    X, k: int = 10, *, metric: str = "euclidean", backend: str = "auto"
+) -> np.ndarray:
+    """Mean distance from each row to its k nearest *other* rows (paper Eq. 5).
+
+    The row itself is excluded by index, so exact duplicates still count as neighbours
+    at distance 0. If ``n_samples - 1 < k`` the mean runs over all ``n_samples - 1``
+    other rows; a single row gets 0.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    k : int >= 1
+    metric : {"euclidean", "cosine"}
+    backend : {"auto", "numpy", "faiss"}
+        "auto" uses FAISS (exact ``IndexFlatL2``) when it is installed and the problem
+        has more than 5e7 pairs, numpy otherwise. All give the same values up to
+        float32 ranking ties.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), float64
+    """
+    if not _is_int(k) or k < 1:
+        raise ValueError(f"The 'k' parameter must be an int >= 1. Got {_show(k)} instead.")
+    points = prepare_embeddings(X, metric, name="X")
+    n = points.shape[0]
+    k_used = min(int(k), n - 1)
+    if k_used == 0:
+        return np.zeros(n, dtype=np.float64)
+    dist = _neighbour_distances(points, points, k_used, exclude_self=True, backend=backend)
+    return dist.mean(axis=1)
+
+
+def nearest_distance(
+    X, Y, *, metric: str = "euclidean", backend: str = "auto"
+) -> np.ndarray:
+    """Distance from each row of ``X`` to its nearest row of ``Y`` (paper Eq. 8).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_x, n_features)
+    Y : array-like of shape (n_y, n_features)
+    metric : {"euclidean", "cosine"}
+    backend : {"auto", "numpy", "faiss"}
+
+    Returns
+    -------
+    ndarray of shape (n_x,), float64
+    """
+    queries = prepare_embeddings(X, metric, name="X")
+    reference = prepare_embeddings(Y, metric, name="Y")
+    if queries.shape[1] != reference.shape[1]:
+        raise ValueError(
+            f"The 'Y' parameter must have the same number of features as 'X' "
+            f"({queries.shape[1]}). Got {reference.shape[1]} instead."
+        )
+    return _neighbour_distances(queries, reference, 1, exclude_self=False, backend=backend)[:, 0]
+
+
+# --------------------------------------------------------------------------- greedy helper
+def squared_norms(X: np.ndarray) -> np.ndarray:
+    """Row squared norms ``(n_samples,)`` of a float64 array."""
+    return np.einsum("ij,ij->i", X, X)
+
+
+def distances_from_rows(X: np.ndarray, sq_norms: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Euclidean distances ``(len(rows), n_samples)`` from ``X[rows]`` to every row of ``X``.
+
+    One GEMM for all requested rows. ``X`` is float64 (already prepared and, ideally,
+    centred), ``sq_norms`` its :func:`squared_norms`. The distance of a row to itself is
+    set to exactly 0.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    # A one-row product goes to BLAS gemv, whose rounding differs from gemm's. Padding to
+    # two rows keeps each row's result bitwise identical however many rows are requested
+    # (checked with OpenBLAS), so a single-alpha greedy run reproduces its row of the
+    # lockstep run exactly instead of diverging on a near-tie.
+    padded = rows if rows.size >= 2 else np.repeat(rows, 2)
+    dist = X[padded] @ X.T
+    dist *= -2.0
+    dist += sq_norms[padded][:, None]
+    dist += sq_norms[None, :]
+    np.maximum(dist, 0.0, out=dist)
+    np.sqrt(dist, out=dist)
+    dist = dist[: rows.size]
+    dist[np.arange(rows.size), rows] = 0.0
+    return dist

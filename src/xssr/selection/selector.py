@@ -1,0 +1,338 @@
+"""One entry point for every selection method: :func:`select` and :class:`XSSRSelector`.
+
+Both validate their inputs and run the same code; the estimator only stores arguments in
+``__init__`` and exposes the result as attributes ending in ``_``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .baselines import check_random_state, coreset_select, random_select
+from .neighbors import (
+    BACKENDS,
+    METRICS,
+    _is_int,
+    _show,
+    check_choice,
+    check_embeddings,
+    nearest_distance,
+)
+from .xssr import xssr_select
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("xssr", "random", "coreset")
+
+
+@dataclass(frozen=True)
+class SelectionResult:
+    """Which pool samples were selected, and why.
+
+    Attributes
+    ----------
+    method : str
+        "xssr", "random" or "coreset".
+    indices : ndarray of shape (budget,), int64
+        Selected pool indices in pick order.
+    coverage : float
+        Mean distance from every pool sample to its nearest selected sample (paper Eq. 9).
+    alpha, beta : float or None
+        XSSR weights used (alpha is the chosen one when alpha="auto"); None for baselines.
+    alpha_curve : list of (alpha, coverage)
+        Coverage of every grid alpha when alpha="auto"; empty otherwise.
+    components : dict of str -> ndarray of shape (budget,)
+        Per-pick values aligned with ``indices``. XSSR: "density", "novelty",
+        "diversity" (raw, at pick time), "z_density", "z_novelty", "z_diversity",
+        "score". CoreSet: "diversity" (distance to the nearest earlier centre).
+        Random: empty. The first pick's raw diversity is NaN (nothing selected yet).
+    """
+
+    method: str
+    indices: np.ndarray
+    coverage: float
+    alpha: float | None = None
+    beta: float | None = None
+    alpha_curve: list[tuple[float, float]] = field(default_factory=list)
+    components: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def to_rows(self) -> list[dict]:
+        """One dict per pick: ``rank`` (from 1), ``index`` and each component as a float."""
+        rows = []
+        for rank, index in enumerate(self.indices, start=1):
+            row = {"rank": rank, "index": int(index)}
+            for name, values in self.components.items():
+                row[name] = float(values[rank - 1])
+            rows.append(row)
+        return rows
+
+
+# --------------------------------------------------------------------------- validation
+def resolve_budget(budget, n_pool: int) -> int:
+    """Number of samples to select.
+
+    An int >= 1 is a count; a float in (0, 1] is a fraction of the pool, rounded down
+    but at least 1 (5% of 453 is 22, as in the paper). Raises ValueError otherwise, or
+    when the count exceeds ``n_pool``.
+    """
+    if _is_int(budget):
+        count = int(budget)
+        if count < 1:
+            raise ValueError(
+                "The 'budget' parameter must be an int >= 1 or a float in (0, 1]. "
+                f"Got {_show(budget)} instead."
+            )
+    elif isinstance(budget, numbers.Real) and not isinstance(budget, (bool, np.bool_)):
+        if not (math.isfinite(budget) and 0.0 < budget <= 1.0):
+            raise ValueError(
+                "The 'budget' parameter must be an int >= 1 or a float in (0, 1]. "
+                f"Got {_show(budget)} instead."
+            )
+        count = max(1, math.floor(float(budget) * n_pool))
+    else:
+        raise ValueError(
+            "The 'budget' parameter must be an int >= 1 or a float in (0, 1]. "
+            f"Got {_show(budget)} instead."
+        )
+    if count > n_pool:
+        raise ValueError(
+            f"The 'budget' parameter must be at most the pool size ({n_pool}). "
+            f"Got {_show(budget)} instead."
+        )
+    return count
+
+
+def _check_unit_float(value, name: str) -> float:
+    if (
+        not isinstance(value, numbers.Real)
+        or isinstance(value, (bool, np.bool_))
+        or not (math.isfinite(value) and 0.0 <= value <= 1.0)
+    ):
+        raise ValueError(
+            f"The '{name}' parameter must be a float in [0, 1]. Got {_show(value)} instead."
+        )
+    return float(value)
+
+
+def _check_alpha(alpha):
+    if isinstance(alpha, str) and alpha == "auto":
+        return alpha
+    if isinstance(alpha, numbers.Real) and not isinstance(alpha, (bool, np.bool_)):
+        if math.isfinite(alpha) and 0.0 <= alpha <= 1.0:
+            return float(alpha)
+    raise ValueError(
+        f"The 'alpha' parameter must be 'auto' or a float in [0, 1]. Got {_show(alpha)} instead."
+    )
+
+
+def _check_alpha_grid(alpha_grid):
+    if alpha_grid is None:
+        return None
+    message = (
+        "The 'alpha_grid' parameter must be a non-empty 1-D sequence of floats in [0, 1]. "
+        f"Got {_show(alpha_grid)} instead."
+    )
+    try:
+        grid = np.asarray(alpha_grid, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):
+        raise ValueError(message)
+    if np.any(grid < 0.0) or np.any(grid > 1.0):
+        raise ValueError(message)
+    return grid
+
+
+def _check_k(k) -> int:
+    if not _is_int(k) or k < 1:
+        raise ValueError(f"The 'k' parameter must be an int >= 1. Got {_show(k)} instead.")
+    return int(k)
+
+
+def _validate(
+    pool, source, method, budget, alpha, beta, k, alpha_grid, metric, random_state, backend
+):
+    """Check every argument of :func:`select`; return them normalised, as a dict."""
+    check_choice(method, "method", METHODS)
+    check_choice(metric, "metric", METRICS)
+    check_choice(backend, "backend", BACKENDS)
+    pool = check_embeddings(pool, "pool_embeddings")
+    if source is not None:
+        source = check_embeddings(source, "source_embeddings")
+        if source.shape[1] != pool.shape[1]:
+            raise ValueError(
+                "The 'source_embeddings' parameter must have the same number of features as "
+                f"'pool_embeddings' ({pool.shape[1]}). Got {source.shape[1]} instead."
+            )
+    params = dict(
+        pool=pool,
+        source=source,
+        method=method,
+        budget=resolve_budget(budget, pool.shape[0]),
+        alpha=_check_alpha(alpha),
+        beta=_check_unit_float(beta, "beta"),
+        k=_check_k(k),
+        alpha_grid=_check_alpha_grid(alpha_grid),
+        metric=metric,
+        rng=check_random_state(random_state),
+        backend=backend,
+    )
+    if method == "xssr" and source is None:
+        needs_source = (
+            params["alpha"] > 0
+            if not isinstance(params["alpha"], str)
+            else params["alpha_grid"] is None or bool(np.any(params["alpha_grid"] > 0))
+        )
+        if needs_source:
+            raise ValueError(
+                "The 'source_embeddings' parameter is required for method='xssr' when alpha "
+                f"can be > 0 (alpha={_show(alpha)}); pass source embeddings or set alpha=0. "
+                "Got None instead."
+            )
+    return params
+
+
+# --------------------------------------------------------------------------- entry points
+def select(
+    pool_embeddings,
+    source_embeddings=None,
+    *,
+    method: str = "xssr",
+    budget=0.05,
+    alpha="auto",
+    beta: float = 0.5,
+    k: int = 10,
+    alpha_grid=None,
+    metric: str = "euclidean",
+    random_state=0,
+    backend: str = "auto",
+) -> SelectionResult:
+    """Select pool samples to annotate.
+
+    Parameters
+    ----------
+    pool_embeddings : array-like of shape (n_pool, n_features)
+        Target-domain embeddings to choose from.
+    source_embeddings : array-like of shape (n_source, n_features) or None
+        Source-domain embeddings; XSSR needs them unless alpha is 0. Ignored by the
+        baselines (but checked if given).
+    method : {"xssr", "random", "coreset"}
+    budget : int >= 1 or float in (0, 1]
+        Count, or fraction of the pool (see :func:`resolve_budget`).
+    alpha : "auto" or float in [0, 1]
+        XSSR novelty-vs-diversity weight; "auto" picks the grid value with the lowest
+        coverage.
+    beta : float in [0, 1]
+        XSSR density weight.
+    k : int >= 1
+        Neighbours for XSSR density.
+    alpha_grid : array-like of shape (n_alphas,) or None
+        Grid for alpha="auto"; default ``np.linspace(0, 1, 11)``.
+    metric : {"euclidean", "cosine"}
+    random_state : int, None or numpy Generator
+        Used by "random" and by CoreSet's first centre; XSSR is deterministic.
+    backend : {"auto", "numpy", "faiss"}
+        Nearest-neighbour search for XSSR density and novelty, and random's coverage.
+
+    Returns
+    -------
+    SelectionResult
+    """
+    p = _validate(
+        pool_embeddings, source_embeddings, method, budget, alpha, beta, k,
+        alpha_grid, metric, random_state, backend,
+    )
+    logger.debug("select: method=%s budget=%d pool=%s", method, p["budget"], p["pool"].shape)
+    if method == "xssr":
+        run = xssr_select(
+            p["pool"], p["source"], p["budget"], alpha=p["alpha"], beta=p["beta"], k=p["k"],
+            alpha_grid=p["alpha_grid"], metric=metric, backend=backend,
+        )
+        return SelectionResult(
+            method=method, indices=run.indices, coverage=run.coverage, alpha=run.alpha,
+            beta=p["beta"], alpha_curve=run.alpha_curve, components=run.components,
+        )
+    if method == "coreset":
+        picks = coreset_select(p["pool"], p["budget"], p["rng"], metric)
+        return SelectionResult(
+            method=method, indices=picks.indices, coverage=picks.coverage,
+            components={"diversity": picks.diversity},
+        )
+    indices = random_select(p["pool"].shape[0], p["budget"], p["rng"])
+    coverage = float(
+        nearest_distance(p["pool"], p["pool"][indices], metric=metric, backend=backend).mean()
+    )
+    return SelectionResult(method=method, indices=indices, coverage=coverage)
+
+
+class XSSRSelector:
+    """Estimator form of :func:`select` with ``method="xssr"``.
+
+    Parameters are those of :func:`select`. ``fit`` sets ``selected_indices_``
+    (budget,), ``alpha_``, ``coverage_``, ``alpha_curve_``, ``components_`` and
+    ``result_`` (the full :class:`SelectionResult`).
+
+    Example::
+
+        selector = XSSRSelector(budget=0.05).fit(pool_embeddings, source_embeddings)
+        selector.selected_indices_  # (budget,) pool indices in pick order
+    """
+
+    _PARAMS = ("budget", "alpha", "beta", "k", "alpha_grid", "metric", "random_state", "backend")
+
+    def __init__(
+        self,
+        budget=0.05,
+        alpha="auto",
+        beta: float = 0.5,
+        k: int = 10,
+        alpha_grid=None,
+        metric: str = "euclidean",
+        random_state=0,
+        backend: str = "auto",
+    ):
+        self.budget = budget
+        self.alpha = alpha
+        self.beta = beta
+        self.k = k
+        self.alpha_grid = alpha_grid
+        self.metric = metric
+        self.random_state = random_state
+        self.backend = backend
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor arguments as a dict (scikit-learn convention)."""
+        return {name: getattr(self, name) for name in self._PARAMS}
+
+    def set_params(self, **params) -> "XSSRSelector":
+        """Set constructor arguments; unknown names raise ValueError."""
+        for name, value in params.items():
+            if name not in self._PARAMS:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for XSSRSelector. "
+                    f"Valid parameters are: {', '.join(self._PARAMS)}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def fit(self, pool_embeddings, source_embeddings=None) -> "XSSRSelector":
+        """Select from ``pool_embeddings`` (n_pool, n_features) given the source embeddings."""
+        result = select(
+            pool_embeddings, source_embeddings, method="xssr", **self.get_params()
+        )
+        self.result_ = result
+        self.selected_indices_ = result.indices
+        self.alpha_ = result.alpha
+        self.coverage_ = result.coverage
+        self.alpha_curve_ = result.alpha_curve
+        self.components_ = result.components
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._PARAMS)
+        return f"XSSRSelector({args})"
