@@ -1,6 +1,7 @@
-"""Cold-start sample selection on embeddings: XSSR (paper §3.2), random and CoreSet.
+"""Cold-start sample selection on embeddings: XSSR (paper §3.2) and the baselines.
 
-Pure numpy (FAISS optional): arrays in, arrays out, no torch and no file I/O.
+Baselines: random, site-stratified random, CoreSet, TypiClust and ProbCover. Pure numpy,
+scipy and scikit-learn (FAISS optional): arrays in, arrays out, no torch and no file I/O.
 
 Example::
 
@@ -10,17 +11,25 @@ Example::
     result.indices, result.alpha, result.coverage
 """
 
-from .baselines import coreset_select, random_select
+from .baselines import coreset_select, random_select, site_allocation, stratified_random_select
 from .neighbors import knn_mean_distance, nearest_distance
-from .selector import SelectionResult, XSSRSelector, resolve_budget, select
+from .probcover import choose_delta, probcover_select
+from .selector import METHODS, SelectionResult, XSSRSelector, resolve_budget, select
+from .typiclust import typiclust_select
 
 __all__ = [
+    "METHODS",
     "SelectionResult",
     "XSSRSelector",
+    "choose_delta",
     "coreset_select",
     "knn_mean_distance",
     "nearest_distance",
+    "probcover_select",
     "random_select",
     "resolve_budget",
     "select",
+    "site_allocation",
+    "stratified_random_select",
+    "typiclust_select",
 ]

@@ -1,4 +1,4 @@
-"""Baseline selections the paper compares XSSR with: random and CoreSet (k-center greedy)."""
+"""Baseline selections: random, site-stratified random and CoreSet (k-center greedy)."""
 
 from __future__ import annotations
 
@@ -60,6 +60,132 @@ def random_select(n_pool: int, budget: int, random_state=None) -> np.ndarray:
     budget = _check_count(budget, int(n_pool))
     rng = check_random_state(random_state)
     return rng.choice(int(n_pool), size=budget, replace=False).astype(np.int64)
+
+
+def check_sites(sites, n_pool: int | None = None) -> list[str]:
+    """Return ``sites`` as a list of str, one per pool image; raise naming 'sites' otherwise."""
+    if isinstance(sites, (str, bytes)) or not hasattr(sites, "__len__"):
+        raise TypeError(
+            "The 'sites' parameter must be a sequence of strings, one site name per pool "
+            f"image. Got {type(sites).__name__} instead."
+        )
+    try:
+        ndim = np.ndim(np.asarray(sites, dtype=object))
+    except ValueError:  # ragged nesting
+        ndim = -1
+    if ndim != 1:
+        raise ValueError(
+            "The 'sites' parameter must be 1-D, one site name per pool image. "
+            f"Got an object with {ndim if ndim >= 0 else 'ragged'} dimensions instead."
+        )
+    names = list(sites)
+    for position, name in enumerate(names):
+        if not isinstance(name, str):
+            raise TypeError(
+                "The 'sites' parameter must contain only strings. "
+                f"Got {_show(name)} ({type(name).__name__}) at position {position} instead."
+            )
+    if not names:
+        raise ValueError("The 'sites' parameter must name at least one image. Got 0 instead.")
+    if n_pool is not None and len(names) != n_pool:
+        raise ValueError(
+            f"The 'sites' parameter must have one entry per pool image ({n_pool}). "
+            f"Got {len(names)} instead."
+        )
+    return [str(name) for name in names]
+
+
+def _largest_remainder(counts: np.ndarray, budget: int) -> np.ndarray:
+    """Hamilton apportionment of ``budget`` by ``counts``, in exact integer arithmetic.
+
+    Each site gets ``floor(budget * count / total)``; the seats left go one each to the
+    largest remainders, ties to the larger count, then to the earlier site.
+    """
+    total = int(counts.sum())
+    scaled = budget * counts
+    seats, remainder = scaled // total, scaled % total
+    left = budget - int(seats.sum())
+    order = np.lexsort((np.arange(counts.size), -counts, -remainder))
+    seats[order[:left]] += 1
+    return seats
+
+
+def site_allocation(sites, budget: int) -> dict[str, int]:
+    """Picks per site for :func:`stratified_random_select`, keyed by site name (sorted).
+
+    The rule, precisely:
+
+    1. If ``budget`` is at least the number of sites, every site is guaranteed one pick:
+       a site whose proportional quota ``budget * count / total`` is below 1 gets exactly
+       1 and leaves the apportionment; the quotas of the remaining sites are recomputed
+       on the remaining budget and pool, and this repeats until every remaining quota is
+       at least 1. (Below that budget no such guarantee is possible, and step 1 is skipped.)
+    2. The remaining budget goes to the remaining sites by the largest-remainder (Hamilton)
+       method: the integer part of each quota, then one more to the largest fractional
+       parts; ties go to the larger site, then to the site whose name sorts first.
+
+    No site gets more picks than it has images. Example: sites a:6, b:3, c:1 and budget 5
+    give quotas 3, 1.5, 0.5; c is raised to 1, and 4 picks over a:6, b:3 give quotas
+    2.67, 1.33, so a:3, b:1, c:1.
+
+    Parameters
+    ----------
+    sites : sequence of str of length n_pool
+    budget : int in [1, n_pool]
+
+    Returns
+    -------
+    dict of str -> int, in sorted site order, values summing to ``budget``
+    """
+    names = check_sites(sites)
+    budget = _check_count(budget, len(names))
+    site_names, counts = np.unique(np.asarray(names, dtype=object), return_counts=True)
+    counts = counts.astype(np.int64)
+    seats = np.zeros(counts.size, dtype=np.int64)
+    free = np.ones(counts.size, dtype=bool)
+    if budget >= counts.size:
+        while free.any():
+            left = budget - int(seats.sum())
+            small = free & (left * counts < counts[free].sum())  # quota < 1, exactly
+            if not small.any():
+                break
+            seats[small] = 1
+            free &= ~small
+    if free.any():
+        seats[free] = _largest_remainder(counts[free], budget - int(seats.sum()))
+    return {str(name): int(seat) for name, seat in zip(site_names, seats)}
+
+
+def stratified_random_select(sites, budget: int, random_state=None) -> np.ndarray:
+    """Random selection stratified by site (hospital / scanner), proportional to site size.
+
+    The budget is split over the sites by :func:`site_allocation` (largest remainder,
+    at least one pick per site when the budget allows), then each site's picks are drawn
+    uniformly without replacement from its images with the seeded generator, sites in
+    sorted name order.
+
+    Parameters
+    ----------
+    sites : sequence of str of length n_pool
+        Site of every pool image.
+    budget : int in [1, n_pool]
+    random_state : int, None or numpy Generator
+
+    Returns
+    -------
+    ndarray of shape (budget,), int64: pool indices grouped by site name (sorted), in
+    draw order within a site
+    """
+    names = check_sites(sites)
+    allocation = site_allocation(names, budget)
+    rng = check_random_state(random_state)
+    labels = np.asarray(names, dtype=object)
+    picks = []
+    for site, count in allocation.items():
+        if count:
+            members = np.flatnonzero(labels == site)
+            picks.append(rng.choice(members, size=count, replace=False))
+    return np.concatenate(picks).astype(np.int64)
 
 
 class CoresetPicks(NamedTuple):

@@ -1,7 +1,19 @@
 """One entry point for every selection method: :func:`select` and :class:`XSSRSelector`.
 
-Both validate their inputs and run the same code; the estimator only stores arguments in
-``__init__`` and exposes the result as attributes ending in ``_``.
+Methods (``select(..., method=...)``):
+
+* ``"xssr"``: the paper's greedy (density, novelty, diversity), :mod:`.xssr`;
+* ``"random"``: uniform without replacement;
+* ``"stratified-random"``: uniform within each site, budget split by site size
+  (needs ``sites``), :func:`.baselines.stratified_random_select`;
+* ``"coreset"``: k-center greedy (Sener & Savarese, 2018);
+* ``"typiclust"``: most typical sample of each k-means cluster (Hacohen et al., 2022),
+  :mod:`.typiclust`;
+* ``"probcover"``: greedy coverage of the delta-ball graph, delta by purity (Yehuda et
+  al., 2022), :mod:`.probcover`.
+
+Both entry points validate their inputs and run the same code; the estimator only stores
+arguments in ``__init__`` and exposes the result as attributes ending in ``_``.
 """
 
 from __future__ import annotations
@@ -13,7 +25,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .baselines import check_random_state, coreset_select, random_select
+from .baselines import (
+    check_random_state,
+    check_sites,
+    coreset_select,
+    random_select,
+    stratified_random_select,
+)
 from .neighbors import (
     BACKENDS,
     METRICS,
@@ -23,11 +41,14 @@ from .neighbors import (
     check_embeddings,
     nearest_distance,
 )
+from .probcover import probcover_select
+from .typiclust import typiclust_select
 from .xssr import xssr_select
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("xssr", "random", "coreset")
+# The original three stay last so that the error listing them keeps its wording.
+METHODS = ("typiclust", "probcover", "stratified-random", "xssr", "random", "coreset")
 
 
 @dataclass(frozen=True)
@@ -37,7 +58,7 @@ class SelectionResult:
     Attributes
     ----------
     method : str
-        "xssr", "random" or "coreset".
+        One of :data:`METHODS`.
     indices : ndarray of shape (budget,), int64
         Selected pool indices in pick order.
     coverage : float
@@ -50,7 +71,14 @@ class SelectionResult:
         Per-pick values aligned with ``indices``. XSSR: "density", "novelty",
         "diversity" (raw, at pick time), "z_density", "z_novelty", "z_diversity",
         "score". CoreSet: "diversity" (distance to the nearest earlier centre).
-        Random: empty. The first pick's raw diversity is NaN (nothing selected yet).
+        TypiClust: "typicality" (at pick time; NaN for a one-sample cluster) and
+        "cluster_size". ProbCover: "newly_covered" (0 for random fill picks once the
+        pool is covered). Random and stratified random: empty. The first pick's raw
+        diversity is NaN (nothing selected yet).
+    delta : float or None
+        ProbCover ball radius (chosen by purity); None for the other methods.
+    purity_curve : list of (delta, purity)
+        ProbCover's ball purity for every candidate delta; empty otherwise.
     """
 
     method: str
@@ -60,6 +88,8 @@ class SelectionResult:
     beta: float | None = None
     alpha_curve: list[tuple[float, float]] = field(default_factory=list)
     components: dict[str, np.ndarray] = field(default_factory=dict)
+    delta: float | None = None
+    purity_curve: list[tuple[float, float]] = field(default_factory=list)
 
     def to_rows(self) -> list[dict]:
         """One dict per pick: ``rank`` (from 1), ``index`` and each component as a float."""
@@ -155,7 +185,8 @@ def _check_k(k) -> int:
 
 
 def _validate(
-    pool, source, method, budget, alpha, beta, k, alpha_grid, metric, random_state, backend
+    pool, source, method, budget, alpha, beta, k, alpha_grid, metric, random_state, backend,
+    sites=None,
 ):
     """Check every argument of :func:`select`; return them normalised, as a dict."""
     check_choice(method, "method", METHODS)
@@ -181,7 +212,13 @@ def _validate(
         metric=metric,
         rng=check_random_state(random_state),
         backend=backend,
+        sites=None if sites is None else check_sites(sites, pool.shape[0]),
     )
+    if method == "stratified-random" and sites is None:
+        raise ValueError(
+            "The 'sites' parameter is required for method='stratified-random': pass one "
+            f"site name per pool image ({pool.shape[0]}). Got None instead."
+        )
     if method == "xssr" and source is None:
         needs_source = (
             params["alpha"] > 0
@@ -211,6 +248,7 @@ def select(
     metric: str = "euclidean",
     random_state=0,
     backend: str = "auto",
+    sites=None,
 ) -> SelectionResult:
     """Select pool samples to annotate.
 
@@ -220,8 +258,8 @@ def select(
         Target-domain embeddings to choose from.
     source_embeddings : array-like of shape (n_source, n_features) or None
         Source-domain embeddings; XSSR needs them unless alpha is 0. Ignored by the
-        baselines (but checked if given).
-    method : {"xssr", "random", "coreset"}
+        other methods (but checked if given).
+    method : {"xssr", "random", "stratified-random", "coreset", "typiclust", "probcover"}
     budget : int >= 1 or float in (0, 1]
         Count, or fraction of the pool (see :func:`resolve_budget`).
     alpha : "auto" or float in [0, 1]
@@ -235,9 +273,14 @@ def select(
         Grid for alpha="auto"; default ``np.linspace(0, 1, 11)``.
     metric : {"euclidean", "cosine"}
     random_state : int, None or numpy Generator
-        Used by "random" and by CoreSet's first centre; XSSR is deterministic.
+        Used by the random methods, CoreSet's first centre, the k-means of TypiClust
+        and ProbCover, and ProbCover's random tie-break order; XSSR is deterministic.
     backend : {"auto", "numpy", "faiss"}
-        Nearest-neighbour search for XSSR density and novelty, and random's coverage.
+        Nearest-neighbour search for XSSR density and novelty, TypiClust typicality, and
+        the reported coverage.
+    sites : sequence of str of length n_pool, or None
+        Site of every pool image; required by "stratified-random", ignored by the
+        other methods (but checked if given).
 
     Returns
     -------
@@ -245,7 +288,7 @@ def select(
     """
     p = _validate(
         pool_embeddings, source_embeddings, method, budget, alpha, beta, k,
-        alpha_grid, metric, random_state, backend,
+        alpha_grid, metric, random_state, backend, sites,
     )
     logger.debug("select: method=%s budget=%d pool=%s", method, p["budget"], p["pool"].shape)
     if method == "xssr":
@@ -263,7 +306,27 @@ def select(
             method=method, indices=picks.indices, coverage=picks.coverage,
             components={"diversity": picks.diversity},
         )
-    indices = random_select(p["pool"].shape[0], p["budget"], p["rng"])
+    if method == "typiclust":
+        picks = typiclust_select(
+            p["pool"], p["budget"], p["rng"], metric=metric, backend=backend
+        )
+        return SelectionResult(
+            method=method, indices=picks.indices, coverage=picks.coverage,
+            components={"typicality": picks.typicality, "cluster_size": picks.cluster_size},
+        )
+    if method == "probcover":
+        picks = probcover_select(
+            p["pool"], p["budget"], p["rng"], metric=metric, backend=backend
+        )
+        return SelectionResult(
+            method=method, indices=picks.indices, coverage=picks.coverage,
+            components={"newly_covered": picks.newly_covered}, delta=picks.delta,
+            purity_curve=picks.purity_curve,
+        )
+    if method == "stratified-random":
+        indices = stratified_random_select(p["sites"], p["budget"], p["rng"])
+    else:
+        indices = random_select(p["pool"].shape[0], p["budget"], p["rng"])
     coverage = float(
         nearest_distance(p["pool"], p["pool"][indices], metric=metric, backend=backend).mean()
     )
