@@ -16,6 +16,7 @@ will touch before any stage starts.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,9 +133,12 @@ class _Run:
         )
         logger.info("inputs checked: %s", {g: len(self.records[g]) for g in groups})
 
+    def record_hash(self, key: str) -> tuple[str, str]:
+        """(image sha1, mask sha1) of one record, so a changed mask also invalidates results."""
+        return self.summary.content_hashes.get(key, ""), self.summary.mask_hashes.get(key, "")
+
     def group_hash(self, group: str) -> str:
-        hashes = self.summary.content_hashes
-        return config_fingerprint([(r.key, hashes.get(r.key, "")) for r in self.records[group]])
+        return config_fingerprint([(r.key, *self.record_hash(r.key)) for r in self.records[group]])
 
     @property
     def channels(self) -> int:
@@ -234,7 +238,11 @@ class _Run:
     def select(self, method: str) -> Path:
         s = self.config.select
         pool = self.records["pool"]
-        if method in EMBEDDING_METHODS:
+        # Random picks ignore embeddings, but when a run has them its coverage is still worth
+        # reporting beside the others'.
+        uses_embeddings = method in EMBEDDING_METHODS or (
+            method == "random" and any(m in EMBEDDING_METHODS for m in self.config.select.methods))
+        if uses_embeddings:
             paths = self.embed()
             upstream = _read_fingerprint(self.out / "embed" / "manifest.json")
         else:
@@ -249,14 +257,17 @@ class _Run:
         started = stage.start()
         if method == "full":
             result = SelectionResult(method="full", indices=np.arange(len(pool)), coverage=0.0)
+        elif paths is None:  # random without embeddings: coverage cannot be measured
+            result = _select_core(np.zeros((len(pool), 1), np.float32), None, random_state=self.config.seed,
+                                  **method_settings(method, s))
+            result = dataclasses.replace(result, coverage=float("nan"))
         else:
-            pool_emb = np.load(paths["pool"]) if paths else np.zeros((len(pool), 1), np.float32)
-            source_emb = np.load(paths["source"]) if paths else None
-            result = _select_core(pool_emb, source_emb, random_state=self.config.seed, **method_settings(method, s))
+            result = _select_core(np.load(paths["pool"]), np.load(paths["source"]), random_state=self.config.seed,
+                                  **method_settings(method, s))
         write_selection(stage.folder, result, pool)
         stage.finish(started, {
             "selection": csv_path.name, "n_selected": int(len(result.indices)), "alpha": result.alpha,
-            "coverage": result.coverage,
+            "coverage": None if np.isnan(result.coverage) else result.coverage,
         })
         return csv_path
 
@@ -272,7 +283,7 @@ class _Run:
         stage = Stage(
             self.out / "train" / method,
             {"train": _asdict(cfg), "data": self.data_key(), "seed": self.config.seed,
-             "images": [(k, self.summary.content_hashes.get(k, "")) for k in sorted(keys)]},
+             "images": [(k, *self.record_hash(k)) for k in sorted(keys)]},
         )
         checkpoint = stage.folder / "unet.pt"
         if stage.is_complete() and checkpoint.exists():
@@ -336,8 +347,6 @@ class _Run:
 
 
 def _asdict(obj) -> dict[str, Any]:
-    import dataclasses
-
     return dataclasses.asdict(obj)
 
 

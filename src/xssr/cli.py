@@ -103,7 +103,7 @@ out_option = click.option("--out", required=True, type=click.Path(file_okay=Fals
 def validate(stage, **options) -> None:
     """Check every input image and mask; list all problems at once. Writes nothing."""
     summary = api.validate(_build_config(**options), stage=stage)
-    click.echo(summary.describe() if hasattr(summary, "describe") else str(summary))
+    click.echo(summary.describe())
     click.echo("all inputs OK")
 
 

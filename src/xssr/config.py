@@ -85,6 +85,8 @@ _SECTIONS = {"data": DataConfig, "pretrain": PretrainConfig, "select": SelectCon
 
 def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
     """Turn TOML/CLI values into the field's type, with an error naming the setting."""
+    if name == "budget" and isinstance(value, float) and value.is_integer() and value >= 1:
+        return int(value)  # "--budget 22" is a count, "--budget 0.05" a fraction
     if name == "alpha" and isinstance(value, str) and value != "auto":
         try:
             return float(value)

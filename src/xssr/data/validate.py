@@ -64,6 +64,16 @@ class InputSummary:
     content_hashes: dict[str, str] = field(default_factory=dict)
     mask_hashes: dict[str, str] = field(default_factory=dict)
 
+    def describe(self) -> str:
+        """A few human-readable lines: images per group, masks, colour kinds and sizes."""
+        groups = ", ".join(f"{name} {count}" for name, count in self.counts.items())
+        sizes = ", ".join(f"{s[0]}x{s[1]}" for s in sorted(self.shapes)[:5])
+        more = f" (+{len(self.shapes) - 5} more)" if len(self.shapes) > 5 else ""
+        return (
+            f"images: {groups}\nmasks: {self.n_masks}\n"
+            f"colour: {', '.join(sorted(self.channel_kinds)) or '-'}\nsizes: {sizes or '-'}{more}"
+        )
+
 
 def file_sha1(path: str | Path, chunk_size: int = 1 << 20) -> str:
     """SHA-1 hex digest of a file's bytes, read in chunks."""

@@ -58,10 +58,12 @@ class ConvMAE(nn.Module):
         chans = (in_channels, *widths)
         self.encoder = nn.Sequential(*[_down_block(chans[i], chans[i + 1]) for i in range(4)])
         rev = widths[::-1]
+        # The last upsampling maps straight to pixels: a 3x3 conv at full resolution would
+        # cost about as much as the rest of the network together for little gain in the
+        # embedding, which is all the decoder is for.
         self.decoder = nn.Sequential(
             *[_up_block(rev[i], rev[i + 1]) for i in range(3)],
-            _up_block(rev[3], rev[3]),
-            nn.Conv2d(rev[3], in_channels, 1),
+            nn.ConvTranspose2d(rev[3], in_channels, 2, stride=2),
         )
 
     @property

@@ -53,7 +53,7 @@ class Stage:
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.manifest_path.exists():
             self.manifest_path.unlink()
-        logger.info("running stage %s", self.folder.name)
+        logger.info("running stage %s/%s", self.folder.parent.name, self.folder.name)
         return time.perf_counter()
 
     def finish(self, started: float, outputs: dict[str, Any]) -> dict[str, Any]:

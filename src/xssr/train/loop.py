@@ -98,7 +98,7 @@ def train_minibatches(
         history.samples_seen += count
         if progress is not None:
             progress(epoch + 1, n_epochs, history.epoch_loss[-1])
-        logger.debug("epoch %d/%d loss %.5f", epoch + 1, n_epochs, history.epoch_loss[-1])
+        logger.info("epoch %d/%d loss %.5f", epoch + 1, n_epochs, history.epoch_loss[-1])
     history.seconds = time.perf_counter() - start
     model.eval()
     return history
