@@ -166,3 +166,35 @@ def test_select_on_10k_embeddings_is_fast_and_bounded(tmp_path):
     assert (tmp_path / "sel" / "selection.csv").read_text().count("\n") == 1 + 500
     assert seconds < 30, f"took {seconds:.1f} s"
     assert peak_mb < 2048, f"peak memory {peak_mb:.0f} MB"
+
+
+def test_train_needs_masks_only_for_the_selected_images(tmp_path):
+    """A team annotates just the selected images; training must not ask for the rest."""
+    folder = make_synthetic_dataset(tmp_path / "d", n_source=6, n_pool=10, n_test=4, size=32)
+    manifest = folder / "manifest.csv"
+    lines = manifest.read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    pool_rows = [r for r in rows if ",train" in r and "synthetic_target" in r]
+    random_args = ["--pool", f"{manifest}#split=train&site=synthetic_target_a,synthetic_target_b,synthetic_target_c",
+                   "--methods", "random", "--budget", "3", *TINY]
+    out = tmp_path / "run"
+    picked = CliRunner().invoke(main, ["select", *random_args, "--out", str(out)])
+    assert picked.exit_code == 0, picked.output
+    chosen = {line.split(",")[2] for line in (out / "select" / "random" / "selection.csv").read_text().splitlines()[1:]}
+    # Drop the masks of every pool image that was not selected.
+    kept = [r if r.split(",")[3] in chosen or r not in pool_rows else ",".join([r.split(",")[0], "", *r.split(",")[2:]])
+            for r in rows]
+    manifest.write_text("\n".join([header, *kept]) + "\n")
+    trained = CliRunner().invoke(main, ["train", *random_args, "--out", str(out)])
+    assert trained.exit_code == 0, trained.output
+    assert (out / "train" / "random" / "unet.pt").exists()
+
+    # Remove one selected image's mask: training names it and writes no model.
+    victim = sorted(chosen)[0]
+    manifest.write_text("\n".join([header, *[
+        ",".join([r.split(",")[0], "", *r.split(",")[2:]]) if r.split(",")[3] == victim else r for r in kept
+    ]]) + "\n")
+    again = CliRunner().invoke(main, ["train", *random_args, "--set", "train.lr=0.01", "--out", str(out)])
+    assert again.exit_code == 2 and victim in again.output and "no mask" in again.output
+    kept_manifest = json.loads((out / "train" / "random" / "manifest.json").read_text())
+    assert kept_manifest["inputs"]["train"]["lr"] == pytest.approx(1e-3)  # the earlier model is untouched

@@ -27,6 +27,7 @@ import numpy as np
 from xssr.config import RunConfig
 from xssr.data import (
     ImageRecord,
+    InputError,
     InputSummary,
     check_inputs,
     default_data_root,
@@ -46,7 +47,9 @@ from xssr.selection import select as _select_core
 logger = logging.getLogger(__name__)
 
 #: Methods that need MAE embeddings (and so a source set and pretraining).
-EMBEDDING_METHODS = ("xssr", "coreset", "xssr-no-density", "xssr-no-novelty", "xssr-no-diversity")
+EMBEDDING_METHODS = (
+    "xssr", "coreset", "typiclust", "probcover", "xssr-no-density", "xssr-no-novelty", "xssr-no-diversity",
+)
 
 
 @dataclass
@@ -126,7 +129,9 @@ class _Run:
         if problems:
             raise ValueError("Missing inputs:\n  " + "\n  ".join(problems))
         for group in groups:
-            self.records[group] = load_records(specs[group], data_root=self.data_root)
+            # "SPEC + SPEC" joins several specs, e.g. one pool drawn from two datasets' manifests.
+            parts = [part.strip() for part in specs[group].split(" + ")]
+            self.records[group] = [r for part in parts for r in load_records(part, data_root=self.data_root)]
         self.summary = check_inputs(
             {g: self.records[g] for g in groups}, require_masks=frozenset(masks),
             specs={g: specs[g] for g in groups},
@@ -241,7 +246,8 @@ class _Run:
         # Random picks ignore embeddings, but when a run has them its coverage is still worth
         # reporting beside the others'.
         uses_embeddings = method in EMBEDDING_METHODS or (
-            method == "random" and any(m in EMBEDDING_METHODS for m in self.config.select.methods))
+            method in ("random", "stratified-random")
+            and any(m in EMBEDDING_METHODS for m in self.config.select.methods))
         if uses_embeddings:
             paths = self.embed()
             upstream = _read_fingerprint(self.out / "embed" / "manifest.json")
@@ -257,13 +263,15 @@ class _Run:
         started = stage.start()
         if method == "full":
             result = SelectionResult(method="full", indices=np.arange(len(pool)), coverage=0.0)
-        elif paths is None:  # random without embeddings: coverage cannot be measured
-            result = _select_core(np.zeros((len(pool), 1), np.float32), None, random_state=self.config.seed,
-                                  **method_settings(method, s))
-            result = dataclasses.replace(result, coverage=float("nan"))
         else:
-            result = _select_core(np.load(paths["pool"]), np.load(paths["source"]), random_state=self.config.seed,
-                                  **method_settings(method, s))
+            sites = [r.site for r in pool]
+            if paths is None:  # random without embeddings: coverage cannot be measured
+                result = _select_core(np.zeros((len(pool), 1), np.float32), None, random_state=self.config.seed,
+                                      sites=sites, **method_settings(method, s))
+                result = dataclasses.replace(result, coverage=float("nan"))
+            else:
+                result = _select_core(np.load(paths["pool"]), np.load(paths["source"]),
+                                      random_state=self.config.seed, sites=sites, **method_settings(method, s))
         write_selection(stage.folder, result, pool)
         stage.finish(started, {
             "selection": csv_path.name, "n_selected": int(len(result.indices)), "alpha": result.alpha,
@@ -288,12 +296,19 @@ class _Run:
         checkpoint = stage.folder / "unet.pt"
         if stage.is_complete() and checkpoint.exists():
             return checkpoint
+        records = [self.records["pool"][i] for i in chosen]
+        unannotated = [r for r in records if r.mask is None]
+        if unannotated:
+            # Checked before the stage starts, so no half-trained model is left behind.
+            raise InputError([(r.label, f"selected for annotation by '{method}' but has no mask yet")
+                              for r in unannotated])
         started = stage.start()
-        images, masks = self.arrays("pool", with_masks=True)
+        d = self.config.data
+        images, masks = load_arrays(records, d.image_size, self.channels, d.normalize, with_masks=True)
         from xssr.train import train_unet
 
         model, history = train_unet(
-            images[chosen], masks[chosen], cfg, seed=self.config.seed, device=self.device,
+            images, masks, cfg, seed=self.config.seed, device=self.device,
             progress=_progress(self.progress, f"train U-Net ({method})", cfg.epochs),
         )
         _save_state(checkpoint, model.state_dict())
@@ -384,7 +399,7 @@ def method_settings(method: str, s) -> dict[str, Any]:
         return {"method": "xssr", **common, "alpha": 0.0}
     if method == "xssr-no-diversity":
         return {"method": "xssr", **common, "alpha": 1.0}
-    if method in ("random", "coreset"):
+    if method in ("random", "coreset", "typiclust", "probcover", "stratified-random"):
         return {"method": method, "budget": s.budget, "metric": s.metric}
     raise ValueError(f"Unknown selection method {method!r}.")
 
@@ -421,9 +436,12 @@ def _groups_for(config: RunConfig, stage: str) -> tuple[list[str], list[str]]:
         return ["source", "pool"], []
     if stage == "select":
         return (["source", "pool"] if embeds else ["pool"]), []
+    # Pool masks are needed up front only when the whole pool is trained on; otherwise only the
+    # selected images must be annotated, and that is checked once the selection is known.
+    pool_masks = ["pool"] if "full" in methods else []
     if stage == "train":
-        return (["source", "pool"] if embeds else ["pool"]), ["pool"]
-    return (["source", "pool", "test"] if embeds else ["pool", "test"]), ["pool", "test"]
+        return (["source", "pool"] if embeds else ["pool"]), pool_masks
+    return (["source", "pool", "test"] if embeds else ["pool", "test"]), pool_masks + ["test"]
 
 
 def validate(config: RunConfig, *, stage: str = "run") -> InputSummary:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import json
 import logging
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import click
 import numpy as np
 
 from xssr import api
-from xssr.config import RunConfig, apply_overrides, check_config, load_config
+from xssr.config import METHODS, RunConfig, apply_overrides, check_config, load_config
 
 PRESETS = ("cxr", "fundus")
 
@@ -26,7 +27,7 @@ def _config_options(func):
         click.option("--pool", help="Unlabeled target pool to choose from (same syntax)."),
         click.option("--test", help="Annotated target test images (same syntax)."),
         click.option("--data-root", type=click.Path(file_okay=False), help="Where '@name' specs point (default: $XSSR_DATA_ROOT or ../shared/data)."),
-        click.option("--methods", help="Comma list from: xssr, coreset, random, full, xssr-no-density, xssr-no-novelty, xssr-no-diversity."),
+        click.option("--methods", help="Comma list from: " + ", ".join(METHODS) + "."),
         click.option("--budget", type=float, help="Fraction of the pool in (0, 1] or a count >= 1."),
         click.option("--image-size", type=int, help="Square side in pixels the images are resized to."),
         click.option("--seed", type=int, help="One seed for everything random (default 0)."),
@@ -219,6 +220,87 @@ def demo(out, seed, no_progress) -> None:
     result = api.demo(out, seed=seed, progress=_show_progress(no_progress))
     click.echo(result.table())
     click.echo(f"results in {result.out} (synthetic data)")
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks: resumable multi-seed suites, their tables, and selection cost."""
+
+
+def _suite_path(name: str) -> Path:
+    path = Path(name)
+    if path.suffix == ".toml" or path.exists():
+        return path
+    return Path("benchmarks") / "suites" / f"{name}.toml"
+
+
+results_option = click.option("--results", default="benchmarks/results", show_default=True,
+                              type=click.Path(file_okay=False), help="Where run results are cached (committed).")
+
+
+@bench.command("run")
+@click.argument("suite")
+@results_option
+@click.option("--work", default="benchmarks/work", show_default=True, type=click.Path(file_okay=False),
+              help="Scratch space for MAE checkpoints and embeddings (not committed).")
+@click.option("--dataset", "datasets", multiple=True, help="Only these datasets of the suite.")
+@click.option("--method", "methods", multiple=True, help="Only these methods.")
+@click.option("--table", "tables", multiple=True, help="Only runs of these experiments (e.g. T2).")
+@click.option("--max-runs", type=int, help="Stop after this many new runs.")
+@_errors_to_exit
+def bench_run(suite, results, work, datasets, methods, tables, max_runs) -> None:
+    """Run the unfinished runs of SUITE (a name in benchmarks/suites or a .toml path)."""
+    from xssr.bench import load_suite, run_suite
+
+    loaded = load_suite(_suite_path(suite))
+    if tables:
+        loaded.experiments = [e for e in loaded.experiments if e.table in tables]
+
+    def only(spec) -> bool:
+        return (not datasets or spec.dataset in datasets) and (not methods or spec.method in methods)
+
+    command = "xssr bench run " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else f"xssr bench run {suite}"
+    counts = run_suite(loaded, results, work, only=only, max_runs=max_runs, command=command)
+    click.echo(f"{loaded.name}: {counts['ran']} run now, {counts['finished_before']} were already finished, "
+               f"{counts['total']} in total")
+
+
+@bench.command("report")
+@click.argument("suite")
+@results_option
+@click.option("--out", type=click.Path(file_okay=False), help="Default: RESULTS/SUITE/report.")
+@_errors_to_exit
+def bench_report(suite, results, out) -> None:
+    """Tables (Markdown + CSV) and plots of SUITE's finished runs."""
+    from xssr.bench import load_suite, render_suite
+
+    loaded = load_suite(_suite_path(suite))
+    text = render_suite(loaded, results, out or Path(results) / loaded.name / "report")
+    click.echo(text)
+
+
+@bench.command("cost")
+@click.option("--pool-sizes", default="1000,10000,100000", show_default=True)
+@click.option("--methods", "method_names", default="xssr,coreset,typiclust,probcover", show_default=True)
+@click.option("--out", default="benchmarks/results/cost/selection.json", show_default=True,
+              type=click.Path(dir_okay=False))
+@_errors_to_exit
+def bench_cost(pool_sizes, method_names, out) -> None:
+    """Selection seconds and peak memory against pool size (synthetic 256-d embeddings)."""
+    from xssr.bench.cost import selection_cost
+    from xssr.report.io import read_json, write_json
+
+    path = Path(out)
+    rows = read_json(path) if path.exists() else []
+    done = {(r["method"], r["n_pool"]) for r in rows if "error" not in r}
+    for n in (int(x) for x in pool_sizes.split(",")):
+        for method in method_names.split(","):
+            if (method, n) in done:
+                continue
+            row = selection_cost(n, method)
+            rows.append(row)
+            write_json(path, rows)  # after every point, so an interruption loses at most one
+            click.echo(json.dumps(row))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 #: Selection methods a run can compare; "full" trains on the whole annotated pool (upper bound).
-METHODS = ("xssr", "coreset", "random", "full", "xssr-no-density", "xssr-no-novelty", "xssr-no-diversity")
+METHODS = (
+    "xssr", "coreset", "random", "full", "typiclust", "probcover", "stratified-random",
+    "xssr-no-density", "xssr-no-novelty", "xssr-no-diversity",
+)
 
 
 @dataclass
@@ -61,6 +64,7 @@ class TrainConfig:
     lr: float = 1e-3  # ours: the paper's value is lost from the text
     weight_decay: float = 1e-4
     min_steps: int = 0  # extend tiny training sets to at least this many optimiser steps
+    steps: int = 0  # if > 0: exactly this many optimiser steps for every set size (overrides the two above)
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
     num_res_units: int = 2
     precision: str = "bf16"

@@ -76,7 +76,7 @@ def test_parse_spec_full_and_canonical_string():
 @pytest.mark.parametrize(
     "text, words",
     [
-        ("/d#sites=a", ["'sites'", "site, split, n, seed, slices"]),
+        ("/d#sites=a", ["'sites'", "site, split, n, seed, rest, slices"]),
         ("/d#n=0", ["'n'", "positive integer", "'0'"]),
         ("/d#n=abc", ["'n'", "'abc'"]),
         ("/d#seed=-1", ["'seed'", "'-1'"]),
@@ -261,3 +261,25 @@ def test_multiframe_dicom_expands_and_corrupt_volume_stays_single(tmp_path):
     records = load_records(str(tmp_path))
     assert [(r.image.name, r.slice_index) for r in records] == [
         ("broken.nii.gz", None), ("mf.dcm", 0), ("mf.dcm", 1), ("mf.dcm", 2)]
+
+
+def test_rest_is_disjoint_from_the_sample_and_stable(tmp_path):
+    from xssr.data import load_records
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    from PIL import Image
+    import numpy as np
+
+    for i in range(30):
+        Image.fromarray(np.full((4, 4), i, np.uint8)).save(folder / f"im{i:02d}.png")
+    pool = {r.key for r in load_records(f"{folder}#n=10&seed=3")}
+    held = [r.key for r in load_records(f"{folder}#n=10&seed=3&rest=5")]
+    everything_else = {r.key for r in load_records(f"{folder}#n=10&seed=3&rest=all")}
+    assert len(held) == 5 and not pool & set(held)
+    assert everything_else == {r.key for r in load_records(str(folder))} - pool
+    assert held == [r.key for r in load_records(f"{folder}#n=10&seed=3&rest=5")]
+    with pytest.raises(ValueError, match="rest"):
+        load_records(f"{folder}#rest=5")
+    with pytest.raises(ValueError, match="rest=25"):
+        load_records(f"{folder}#n=10&rest=25")

@@ -64,3 +64,12 @@ def test_empty_training_set_is_an_error():
     with pytest.raises(ValueError, match="empty"):
         train_minibatches(torch.nn.Linear(1, 1), [torch.zeros(0, 1)], lambda m, b, g: m(b[0]).sum(), epochs=1,
                           batch_size=1, lr=1e-3, weight_decay=0, seed=0, device=CPU)
+
+
+def test_fixed_steps_train_exactly_that_many_steps():
+    model = torch.nn.Linear(2, 1)
+    x = torch.rand(5, 2)
+    history = train_minibatches(model, [x], lambda m, b, g: m(b[0]).pow(2).mean(), epochs=1, batch_size=2,
+                                lr=1e-2, weight_decay=0, seed=0, device=CPU, precision="fp32", min_steps=7,
+                                max_steps=7)
+    assert history.steps == 7 and len(history.epoch_loss) == 3

@@ -8,7 +8,9 @@ PATH is a manifest CSV, or a folder (with ``manifest.csv``, or ``images/`` and
 ``masks/``, or just image files). A leading ``@`` makes PATH relative to the data root
 (:func:`default_data_root`). Keys: ``site`` and ``split`` (comma lists; keep records
 whose value is listed), ``n`` (seeded random sample of that many records), ``seed``
-(default 0) and ``slices`` (``all`` or ``foreground``).
+(default 0), ``rest`` (instead of the ``n`` sample, a seeded sample of ``rest`` records
+from those the ``n`` sample left out, or ``all`` of them: a validation split that can
+never overlap the pool) and ``slices`` (``all`` or ``foreground``).
 
 Nothing here opens image pixels except ``slices=foreground`` (which reads masks of
 volumes); broken or missing files are kept as records so that
@@ -39,7 +41,7 @@ from .records import ImageRecord, record_order
 logger = logging.getLogger(__name__)
 
 DATA_ROOT_ENV = "XSSR_DATA_ROOT"
-SPEC_KEYS = ("site", "split", "n", "seed", "slices")
+SPEC_KEYS = ("site", "split", "n", "seed", "rest", "slices")
 SLICE_MODES = ("all", "foreground")
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("image", "mask", "site", "case_id", "split")
@@ -68,6 +70,7 @@ class DataSpec:
     splits: tuple[str, ...] = ()
     n: int | None = None
     seed: int = 0
+    rest: int | str | None = None
     slices: str = "all"
 
     def __str__(self) -> str:
@@ -80,6 +83,8 @@ class DataSpec:
             parts.append(f"n={self.n}")
         if self.seed != 0:
             parts.append(f"seed={self.seed}")
+        if self.rest is not None:
+            parts.append(f"rest={self.rest}")
         if self.slices != "all":
             parts.append(f"slices={self.slices}")
         return self.path + ("#" + "&".join(parts) if parts else "")
@@ -142,6 +147,11 @@ def parse_spec(text: str | os.PathLike | DataSpec) -> DataSpec:
         spec = replace(spec, n=_parse_int("n", fields["n"], text, minimum=1))
     if "seed" in fields:
         spec = replace(spec, seed=_parse_int("seed", fields["seed"], text, minimum=0))
+    if "rest" in fields:
+        if "n" not in fields:
+            raise ValueError(f"Data spec '{text}': 'rest' needs 'n' (it samples what the n-sample left out).")
+        rest = fields["rest"]
+        spec = replace(spec, rest="all" if rest == "all" else _parse_int("rest", rest, text, minimum=1))
     if "slices" in fields:
         if fields["slices"] not in SLICE_MODES:
             raise ValueError(
@@ -379,6 +389,18 @@ def load_records(
         # Sampling from the sorted list with its own generator makes the sample
         # depend on the seed and the candidate set only.
         chosen = np.random.default_rng(spec.seed).choice(len(records), size=spec.n, replace=False)
+        if spec.rest is not None:
+            left = sorted(set(range(len(records))) - set(chosen.tolist()))
+            if spec.rest != "all":
+                if spec.rest > len(left):
+                    raise ValueError(
+                        f"Data spec '{spec}' asks for rest={spec.rest} records, but the n-sample "
+                        f"leaves only {len(left)} in {path}."
+                    )
+                # A second generator from the same seed keeps the held-out sample stable too.
+                pick = np.random.default_rng([spec.seed, 1]).choice(len(left), size=spec.rest, replace=False)
+                left = [left[i] for i in pick]
+            chosen = np.asarray(left, dtype=np.int64)
         records = [records[i] for i in sorted(chosen)]
     logger.debug("spec %s -> %d records", spec, len(records))
     return records

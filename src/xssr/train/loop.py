@@ -57,6 +57,7 @@ def train_minibatches(
     device: torch.device,
     precision: str = "bf16",
     min_steps: int = 0,
+    max_steps: int | None = None,
     augment: Callable[[Sequence[torch.Tensor], torch.Generator], Sequence[torch.Tensor]] | None = None,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> TrainHistory:
@@ -64,7 +65,8 @@ def train_minibatches(
 
     ``epochs`` full passes are made, extended when needed so that at least ``min_steps``
     optimiser steps happen: with a handful of annotated images 100 epochs can be only a few
-    hundred steps. ``progress(epoch, n_epochs, loss)`` is called after every epoch.
+    hundred steps; ``max_steps`` stops training early (min_steps = max_steps = S trains exactly
+    S steps whatever the set size). ``progress(epoch, n_epochs, loss)`` is called after every epoch.
     Returns the loss history; the model is left in eval mode on ``device``.
     """
     n = len(tensors[0])
@@ -81,6 +83,8 @@ def train_minibatches(
         order = torch.randperm(n, generator=generator)
         total, count = 0.0, 0
         for first in range(0, n, batch_size):
+            if max_steps is not None and history.steps >= max_steps:
+                break
             idx = order[first : first + batch_size]
             batch = [t[idx] for t in tensors]
             if augment is not None:
@@ -94,6 +98,8 @@ def train_minibatches(
             total += float(loss.detach()) * len(idx)
             count += len(idx)
             history.steps += 1
+        if count == 0:
+            break
         history.epoch_loss.append(total / count)
         history.samples_seen += count
         if progress is not None:

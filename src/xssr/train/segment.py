@@ -48,7 +48,8 @@ def train_unet(
         seed=seed,
         device=device,
         precision=config.precision,
-        min_steps=config.min_steps,
+        min_steps=config.steps or config.min_steps,
+        max_steps=config.steps or None,
         progress=progress,
     )
     return model, history

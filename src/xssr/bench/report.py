@@ -1,0 +1,186 @@
+"""Aggregate cached benchmark runs into tables (Markdown + CSV) and plots; nothing is typed in.
+
+Every number comes from the run files under ``RESULTS/<suite>/runs``. Each cell is the mean
+± sample std over seeds; differences to random are paired by seed (same MAE, same U-Net
+initialisation and batch order) with a t-based 95 % confidence interval.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from xssr.metrics.stats import paired_difference
+from xssr.report.io import write_csv, write_text
+
+#: XSSR paper (shared/papers/000_9616efd9f321ea97.txt), Tables 1, 2 and 4, for comparison only.
+#: Its data differ from ours (see docs/benchmarks.md), so these are context, not targets.
+PAPER = {
+    "cxr": {"full": 0.952, "xssr": 0.945, "coreset": 0.941, "random": 0.938,
+            "xssr-no-diversity": 0.912, "xssr-no-density": 0.938, "xssr-no-novelty": 0.940},
+    "fundus": {"full": 0.974, "xssr": 0.940, "coreset": 0.935, "random": 0.927,
+               "xssr-no-diversity": 0.934, "xssr-no-density": 0.917, "xssr-no-novelty": 0.905},
+}
+
+
+def load_runs(results: str | Path, suite: str) -> list[dict[str, Any]]:
+    folder = Path(results) / suite / "runs"
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def _dice(run: dict, site: str | None = None) -> float:
+    block = run["dice"]["overall"] if site is None else run["dice"]["per_site"].get(site, {})
+    return float(block.get("mean", float("nan")))
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "–"
+    values = np.asarray(values)
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.4f} ± {std:.4f}"
+
+
+def _diff_cell(a: dict[int, float], b: dict[int, float]) -> str:
+    shared = sorted(set(a) & set(b))
+    if len(shared) < 2:
+        return "–"
+    d = paired_difference({s: a[s] for s in shared}, {s: b[s] for s in shared})
+    return f"{d.mean:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}]"
+
+
+def _by_seed(runs: Iterable[dict], site: str | None = None) -> dict[int, float]:
+    return {int(r["seed"]): _dice(r, site) for r in runs}
+
+
+def _index(runs: list[dict]) -> dict[tuple, list[dict]]:
+    index: dict[tuple, list[dict]] = defaultdict(list)
+    for r in runs:
+        index[(r["dataset"], r["method"], round(float(r["budget"]), 6), r.get("variant", ""))].append(r)
+    return index
+
+
+def _paper_key(dataset: str) -> str | None:
+    return next((k for k in PAPER if dataset.startswith(k)), None) if "multisite" not in dataset else None
+
+
+def method_table(runs: list[dict], datasets: list[str], methods: list[str], budget: float,
+                 variant: str = "") -> list[dict[str, Any]]:
+    """Rows: dataset, method, n, Dice mean ± std, % of full, paired Δ vs random [95 % CI], paper."""
+    index = _index(runs)
+    rows = []
+    for dataset in datasets:
+        full = [_dice(r) for r in index.get((dataset, "full", 1.0, variant), [])]
+        full_mean = float(np.mean(full)) if full else None
+        random_runs = _by_seed(index.get((dataset, "random", round(budget, 6), variant), []))
+        paper = PAPER.get(_paper_key(dataset) or "", {})
+        for method in methods:
+            key = (dataset, method, 1.0 if method == "full" else round(budget, 6), variant)
+            group = index.get(key, [])
+            values = [_dice(r) for r in group]
+            rows.append({
+                "dataset": dataset, "method": method, "seeds": len(values),
+                "n_train": group[0]["n_train"] if group else "",
+                "dice": _cell(values),
+                "pct_full": f"{100 * np.mean(values) / full_mean:.1f}%" if values and full_mean else "–",
+                "delta_vs_random": "–" if method in ("random", "full") else _diff_cell(_by_seed(group), random_runs),
+                "paper": paper.get(method, "–") if abs(budget - 0.05) < 1e-9 or method == "full" else "–",
+            })
+    return rows
+
+
+def site_table(runs: list[dict], dataset: str, methods: list[str], budget: float) -> list[dict[str, Any]]:
+    """Per-site Dice (T3): one row per method and test site."""
+    index = _index(runs)
+    rows = []
+    sites = sorted({s for r in runs if r["dataset"] == dataset for s in r["dice"]["per_site"]})
+    for method in methods:
+        group = index.get((dataset, method, 1.0 if method == "full" else round(budget, 6), ""), [])
+        random_group = index.get((dataset, "random", round(budget, 6), ""), [])
+        for site in sites:
+            picked = [r["selected_sites"].get(site, 0) for r in group]
+            rows.append({
+                "method": method, "site": site, "seeds": len(group), "dice": _cell([_dice(r, site) for r in group]),
+                "delta_vs_random": "–" if method in ("random", "full") else
+                _diff_cell(_by_seed(group, site), _by_seed(random_group, site)),
+                "picked_from_site": f"{np.mean(picked):.1f}" if picked else "–",
+            })
+    return rows
+
+
+def budget_table(runs: list[dict], datasets: list[str], methods: list[str], budgets: list[float]) -> list[dict]:
+    rows = []
+    for budget in budgets:
+        for row in method_table(runs, datasets, methods, budget):
+            rows.append({"budget": f"{budget:g}", **{k: v for k, v in row.items() if k != "paper"}})
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "_no finished runs yet_\n"
+    columns = list(rows[0].keys())
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render_suite(suite, results: str | Path, out: str | Path) -> str:
+    """Write tables (CSV + Markdown) and plots for ``suite`` under ``out``; returns the Markdown."""
+    runs = load_runs(results, suite.name)
+    out = Path(out)
+    parts = [f"## Suite `{suite.name}`\n\n{suite.description}\n",
+             f"Finished runs: {len(runs)} of {len(suite.runs())}.\n"]
+    for exp in suite.experiments:
+        datasets = list(exp.datasets)
+        if exp.table.startswith("T3"):
+            rows = site_table(runs, datasets[0], list(exp.methods), exp.budgets[0])
+        elif exp.table.startswith("T5"):
+            rows = budget_table(runs, datasets, list(exp.methods), list(exp.budgets))
+            _plot_budgets(runs, datasets, list(exp.methods), list(exp.budgets), out / f"{exp.table}.png")
+        else:
+            rows = [r for b in exp.budgets for r in method_table(runs, datasets, list(exp.methods), b, exp.variant)]
+        name = exp.table + (f"_{exp.variant}" if exp.variant else "")
+        write_csv(out / f"{name}.csv", rows)
+        title = f"### {exp.table}" + (f" (variant `{exp.variant}`)" if exp.variant else "")
+        parts.append(f"{title}\n\n{markdown(rows)}")
+    text = "\n".join(parts)
+    write_text(out / "tables.md", text)
+    return text
+
+
+def _plot_budgets(runs, datasets, methods, budgets, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    index = _index(runs)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.5), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        for method in methods:
+            xs, means, stds = [], [], []
+            for b in budgets:
+                values = [_dice(r) for r in index.get((dataset, method, round(b, 6), ""), [])]
+                if values:
+                    xs.append(100 * b)
+                    means.append(np.mean(values))
+                    stds.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
+            if xs:
+                ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=method)
+        full = [_dice(r) for r in index.get((dataset, "full", 1.0, ""), [])]
+        if full:
+            ax.axhline(np.mean(full), color="grey", linestyle="--", label="full")
+        ax.set_xscale("log")
+        ax.set_xlabel("annotated share of the pool (%)")
+        ax.set_ylabel("test Dice")
+        ax.set_title(dataset)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,170 @@
+"""Run a suite: every unfinished run, one at a time, each result cached as its own JSON file.
+
+Results live in ``RESULTS/<suite>/runs/<run name>.json`` and carry the run's key; a file
+with the right key is a finished run and is skipped, so an interrupted sweep resumes where
+it stopped. The MAE of a (dataset, seed) is trained once into ``WORK/`` (not committed) and
+shared by all methods and budgets of that seed, through the pipeline's own stage cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from xssr.api import EMBEDDING_METHODS, _Run, method_settings
+from xssr.bench.suite import RunSpec, Suite
+from xssr.data import load_arrays
+from xssr.metrics import dice_per_image, summarise_dice
+from xssr.report.io import read_json, write_json
+from xssr.report.provenance import environment, git_commit
+from xssr.selection import select as select_core
+
+logger = logging.getLogger(__name__)
+
+
+def result_path(results: Path, spec: RunSpec) -> Path:
+    return Path(results) / spec.suite / "runs" / f"{spec.name}.json"
+
+
+def is_finished(results: Path, spec: RunSpec) -> bool:
+    path = result_path(results, spec)
+    if not path.exists():
+        return False
+    try:
+        return read_json(path).get("key") == spec.key
+    except (OSError, ValueError):
+        return False
+
+
+def run_suite(
+    suite: Suite,
+    results: str | Path,
+    work: str | Path,
+    *,
+    only: Callable[[RunSpec], bool] | None = None,
+    max_runs: int | None = None,
+    command: str = "",
+) -> dict[str, int]:
+    """Run the unfinished runs of ``suite`` (those ``only`` accepts), at most ``max_runs`` of them.
+
+    Returns counts: total, already finished, run now. Progress is written to
+    ``RESULTS/<suite>/progress.json`` after every run.
+    """
+    results, work = Path(results), Path(work)
+    specs = [s for s in suite.runs() if only is None or only(s)]
+    todo = [s for s in specs if not is_finished(results, s)]
+    counts = {"total": len(specs), "finished_before": len(specs) - len(todo), "ran": 0}
+    groups: dict[tuple, list[RunSpec]] = defaultdict(list)
+    for spec in todo:
+        groups[spec.group].append(spec)
+    for group_specs in groups.values():
+        if max_runs is not None and counts["ran"] >= max_runs:
+            break
+        context = _GroupContext(group_specs[0], work)
+        for spec in group_specs:
+            if max_runs is not None and counts["ran"] >= max_runs:
+                break
+            record = context.run(spec)
+            record["command"] = command
+            write_json(result_path(results, spec), record)
+            counts["ran"] += 1
+            _write_progress(results, suite, specs, spec, counts)
+    return counts
+
+
+def _write_progress(results: Path, suite: Suite, specs: list[RunSpec], last: RunSpec, counts: dict) -> None:
+    done = sum(is_finished(results, s) for s in specs)
+    write_json(Path(results) / suite.name / "progress.json", {
+        "suite": suite.name, "finished": done, "total": len(specs), "last_run": last.name,
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    })
+
+
+class _GroupContext:
+    """Inputs, arrays and MAE embeddings shared by the runs of one (dataset, settings, seed) group."""
+
+    def __init__(self, first: RunSpec, work: Path):
+        self.config = first.config
+        folder = work / first.suite / first.dataset / f"{first.group[1]}_s{first.seed}"
+        self.pipeline = _Run(self.config, folder)
+        self.pipeline.needs(["source", "pool", "test"], masks=["pool", "test"])
+        self.pipeline.out.mkdir(parents=True, exist_ok=True)
+        self._embeddings: tuple[np.ndarray, np.ndarray] | None = None
+        self.timings: dict[str, float] = {}
+
+    def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._embeddings is None:
+            paths = self.pipeline.embed()
+            self._embeddings = (np.load(paths["pool"]), np.load(paths["source"]))
+            for stage in ("pretrain", "embed"):
+                manifest = read_json(self.pipeline.out / stage / "manifest.json")
+                self.timings[f"{stage}_seconds"] = manifest["seconds"]
+                if stage == "pretrain":
+                    self.timings["mae_images_per_second"] = manifest["outputs"].get("images_per_second")
+        return self._embeddings
+
+    def run(self, spec: RunSpec) -> dict[str, Any]:
+        from xssr.train import predict_probabilities, train_unet
+
+        p = self.pipeline
+        pool, test = p.records["pool"], p.records["test"]
+        cfg = spec.config
+        started = time.perf_counter()
+        # Random picks need no MAE; they get a coverage figure only when this seed's embeddings exist.
+        if spec.method in EMBEDDING_METHODS or self._embeddings is not None:
+            pool_emb, source_emb = self.embeddings()
+        else:
+            pool_emb, source_emb = np.zeros((len(pool), 1), np.float32), None
+        if spec.method == "full":
+            indices, extra = np.arange(len(pool)), {}
+        else:
+            result = select_core(pool_emb, source_emb, random_state=spec.seed, sites=[r.site for r in pool],
+                                 **method_settings(spec.method, cfg.select))
+            indices = result.indices
+            extra = {"alpha": result.alpha, "coverage": result.coverage,
+                     "alpha_curve": [list(pair) for pair in result.alpha_curve],
+                     "delta": getattr(result, "delta", None)}
+        select_seconds = time.perf_counter() - started
+
+        chosen = [pool[i] for i in indices]
+        d = cfg.data
+        images, masks = load_arrays(chosen, d.image_size, p.channels, d.normalize, with_masks=True)
+        model, history = train_unet(images, masks, cfg.train, seed=spec.seed, device=p.device)
+        test_images, test_masks = p.arrays("test", with_masks=True)
+        start_infer = time.perf_counter()
+        prob = predict_probabilities(model, test_images, device=p.device, precision=cfg.train.precision)
+        infer_seconds = time.perf_counter() - start_infer
+        dice = dice_per_image(prob, test_masks, cfg.train.threshold)
+        logger.info("%s: Dice %.4f", spec.name, float(dice.mean()))
+        return {
+            "key": spec.key,
+            "suite": spec.suite, "dataset": spec.dataset, "method": spec.method, "budget": spec.budget,
+            "variant": spec.variant, "seed": spec.seed,
+            "n_train": int(len(indices)),
+            "dice": summarise_dice(dice, [r.site for r in test]),
+            "selected": [{"case_id": r.case_id, "site": r.site, "slice_index": r.slice_index} for r in chosen],
+            "selected_sites": _count([r.site for r in chosen]),
+            "selection": extra,
+            "timings": {
+                **self.timings, "select_seconds": round(select_seconds, 3),
+                "unet_train_seconds": round(history.seconds, 2), "unet_steps": history.steps,
+                "unet_images_per_second": round(history.samples_per_second, 2),
+                "inference_images_per_second": round(len(test) / infer_seconds, 2) if infer_seconds else None,
+            },
+            "config": cfg.to_dict(),
+            "git_commit": git_commit(),
+            "environment": {k: v for k, v in environment().items() if k != "git_commit"},
+            "device": str(p.device),
+        }
+
+
+def _count(values: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for value in values:
+        counts[value] += 1
+    return dict(sorted(counts.items()))

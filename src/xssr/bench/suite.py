@@ -1,0 +1,146 @@
+"""Benchmark suites: versioned TOML files that expand into a list of single runs.
+
+A suite names its datasets (source / pool / test data specs), the seeds, a protocol (run
+settings shared by every run) and experiments (which methods at which budgets, optionally
+with setting overrides under a variant name). One *run* is (dataset, method, budget,
+variant, seed); its key hashes everything that can change its result, so a finished run is
+found again and never repeated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xssr.config import METHODS, RunConfig, apply_overrides
+from xssr.report.provenance import config_fingerprint
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    source: str
+    pool: str
+    test: str
+
+
+@dataclass(frozen=True)
+class Experiment:
+    table: str
+    methods: tuple[str, ...]
+    budgets: tuple[float, ...]
+    datasets: tuple[str, ...]
+    variant: str = ""
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One benchmark run; ``config`` is the complete resolved configuration."""
+
+    suite: str
+    dataset: str
+    method: str
+    budget: float
+    variant: str
+    seed: int
+    config: RunConfig = field(compare=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        return config_fingerprint({"method": self.method, "budget": self.budget, "config": self.config.to_dict()})
+
+    @property
+    def name(self) -> str:
+        variant = f"__{self.variant}" if self.variant else ""
+        return f"{self.dataset}__{self.method}__b{self.budget:g}{variant}__s{self.seed}"
+
+    @property
+    def group(self) -> tuple[str, str, int]:
+        """Runs of one group share inputs and the MAE (same dataset, variant settings and seed)."""
+        return self.dataset, config_fingerprint({k: v for k, v in self.config.to_dict().items()
+                                                  if k in ("data", "pretrain", "seed")}), self.seed
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    seeds: tuple[int, ...]
+    protocol: dict[str, Any]
+    datasets: dict[str, Dataset]
+    experiments: list[Experiment]
+    path: Path | None = None
+
+    def runs(self) -> list[RunSpec]:
+        """Every run of every experiment, de-duplicated (T2 and T5 share their 5 % runs)."""
+        seen: dict[tuple, RunSpec] = {}
+        for exp in self.experiments:
+            for dataset in exp.datasets:
+                for method in exp.methods:
+                    for budget in ((1.0,) if method == "full" else exp.budgets):
+                        for seed in self.seeds:
+                            spec = self._run(dataset, method, budget, exp, seed)
+                            seen.setdefault((spec.dataset, spec.method, spec.budget, spec.variant, seed), spec)
+        return list(seen.values())
+
+    def _run(self, dataset: str, method: str, budget: float, exp: Experiment, seed: int) -> RunSpec:
+        d = self.datasets[dataset]
+        overrides = {**self.protocol, **dict(exp.overrides),
+                     "data.source": d.source, "data.pool": d.pool, "data.test": d.test,
+                     "select.methods": [method], "select.budget": budget, "seed": seed}
+        config = apply_overrides(RunConfig(), overrides, where=f"suite {self.name!r} setting")
+        return RunSpec(self.name, dataset, method, float(budget), exp.variant, seed, config)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and check a suite file; errors name the file and the entry."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: suite file not found.") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML ({error}).") from None
+    try:
+        return _parse(raw, path)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def _parse(raw: dict[str, Any], path: Path) -> Suite:
+    datasets = {}
+    for entry in raw["datasets"]:
+        datasets[entry["name"]] = Dataset(entry["name"], entry["source"], entry["pool"], entry["test"])
+    experiments = []
+    for entry in raw["experiments"]:
+        methods = tuple(entry["methods"])
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"experiment {entry.get('table')!r}: unknown methods {unknown}")
+        names = tuple(entry.get("datasets", list(datasets)))
+        missing = [n for n in names if n not in datasets]
+        if missing:
+            raise ValueError(f"experiment {entry.get('table')!r}: unknown datasets {missing}")
+        experiments.append(Experiment(
+            table=str(entry["table"]), methods=methods, budgets=tuple(float(b) for b in entry.get("budgets", [0.05])),
+            datasets=names, variant=str(entry.get("variant", "")),
+            overrides=tuple(sorted(entry.get("overrides", {}).items())),
+        ))
+    suite = Suite(
+        name=str(raw["name"]), description=str(raw.get("description", "")),
+        seeds=tuple(int(s) for s in raw["seeds"]), protocol=dict(raw.get("protocol", {})),
+        datasets=datasets, experiments=experiments, path=path,
+    )
+    suite.runs()  # resolves every configuration now, so a bad setting fails before any training
+    return suite
+
+
+def describe(suite: Suite) -> dict[str, Any]:
+    return {"name": suite.name, "description": suite.description, "seeds": list(suite.seeds),
+            "protocol": suite.protocol, "datasets": [dataclasses.asdict(d) for d in suite.datasets.values()],
+            "experiments": [dataclasses.asdict(e) for e in suite.experiments]}

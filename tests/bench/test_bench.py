@@ -1,0 +1,119 @@
+"""The benchmark harness on tiny synthetic data: NIfTI volumes in the suite format, caching, report."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from xssr.bench import load_suite, render_suite, run_suite
+from xssr.bench.runner import result_path
+from xssr.data import make_synthetic_dataset
+
+TINY_PROTOCOL = """
+[protocol]
+"data.image_size" = 32
+"pretrain.epochs" = 1
+"pretrain.widths" = [4, 8, 8, 16]
+"pretrain.patch_size" = 8
+"train.steps" = 3
+"train.channels" = [4, 8]
+"train.num_res_units" = 0
+"select.k" = 3
+device = "cpu"
+"""
+
+
+def _volumes(folder, n, seed, bright):
+    """Write n small 3-D NIfTI volumes (32x32x4) with a box 'organ' and its mask."""
+    rng = np.random.default_rng(seed)
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for i in range(n):
+        mask = np.zeros((32, 32, 4), np.uint8)
+        r, c = rng.integers(4, 18, 2)
+        mask[r : r + 10, c : c + 10, :] = 1
+        image = rng.normal(0, 0.2, mask.shape).astype(np.float32) + bright * mask + 0.01 * i
+        nib.save(nib.Nifti1Image(image, np.eye(4)), folder / "images" / f"case{i}.nii.gz")
+        nib.save(nib.Nifti1Image(mask, np.eye(4)), folder / "masks" / f"case{i}.nii.gz")
+    return folder
+
+
+def _suite_file(tmp_path, datasets_toml, experiments_toml, seeds="[0, 1]"):
+    path = tmp_path / "suite.toml"
+    path.write_text(f'name = "tiny"\ndescription = "test"\nseeds = {seeds}\n' + TINY_PROTOCOL
+                    + datasets_toml + experiments_toml)
+    return path
+
+
+def test_volume_suite_runs_caches_and_reports(tmp_path):
+    source = _volumes(tmp_path / "src", 2, 0, bright=1.0)
+    pool = _volumes(tmp_path / "pool", 3, 1, bright=-1.0)
+    test = _volumes(tmp_path / "test", 1, 2, bright=-1.0)
+    datasets = f'[[datasets]]\nname = "vol"\nsource = "{source}"\npool = "{pool}"\ntest = "{test}"\n'
+    experiments = ('[[experiments]]\ntable = "T2"\nmethods = ["full", "xssr", "random"]\nbudgets = [3]\n'
+                   '[[experiments]]\ntable = "T5"\nmethods = ["xssr", "random"]\nbudgets = [3, 6]\n')
+    suite = load_suite(_suite_file(tmp_path, datasets, experiments))
+    assert len(suite.runs()) == 2 * (1 + 2 + 2)  # full once; the T2 budget-3 runs are shared with T5
+    results, work = tmp_path / "results", tmp_path / "work"
+    counts = run_suite(suite, results, work)
+    assert counts == {"total": 10, "finished_before": 0, "ran": 10}
+
+    record = json.loads(result_path(results, suite.runs()[1]).read_text())
+    assert record["key"] == suite.runs()[1].key
+    assert record["dice"]["overall"]["n"] == 4  # one test volume of 4 slices
+    assert all(s["slice_index"] is not None for s in record["selected"])
+    assert record["timings"]["unet_steps"] == 3
+    full = [json.loads(result_path(results, s).read_text()) for s in suite.runs() if s.method == "full"]
+    assert all(r["n_train"] == 12 for r in full)  # 3 volumes x 4 slices
+
+    # Resuming finds every run finished and repeats nothing.
+    assert run_suite(suite, results, work)["ran"] == 0
+    progress = json.loads((results / "tiny" / "progress.json").read_text())
+    assert progress["finished"] == progress["total"] == 10
+
+    text = render_suite(suite, results, tmp_path / "report")
+    assert "### T2" in text and "### T5" in text
+    assert (tmp_path / "report" / "T2.csv").exists() and (tmp_path / "report" / "T5.png").exists()
+    t2 = (tmp_path / "report" / "T2.csv").read_text().splitlines()
+    assert t2[0].startswith("dataset,method,seeds,n_train,dice,pct_full,delta_vs_random")
+    xssr_row = next(line for line in t2 if ",xssr," in line)
+    assert "[" in xssr_row  # a paired difference with its interval (two seeds)
+
+
+def test_changed_setting_reruns_only_affected_runs(tmp_path):
+    folder = make_synthetic_dataset(tmp_path / "d", n_source=6, n_pool=8, n_test=3, size=32)
+    m = folder / "manifest.csv"
+    datasets = (f'[[datasets]]\nname = "syn"\nsource = "{m}#site=synthetic_source"\n'
+                f'pool = "{m}#split=train&site=synthetic_target_a,synthetic_target_b,synthetic_target_c"\n'
+                f'test = "{m}#split=test"\n')
+    experiments = '[[experiments]]\ntable = "T2"\nmethods = ["random", "coreset"]\nbudgets = [2]\n'
+    path = _suite_file(tmp_path, datasets, experiments, seeds="[0]")
+    results, work = tmp_path / "results", tmp_path / "work"
+    assert run_suite(load_suite(path), results, work)["ran"] == 2
+    path.write_text(path.read_text().replace('"train.steps" = 3', '"train.steps" = 4'))
+    changed = load_suite(path)
+    counts = run_suite(changed, results, work, only=lambda s: s.method == "random")
+    assert counts == {"total": 1, "finished_before": 0, "ran": 1}
+
+
+def test_bad_suite_is_named(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "x"\nseeds = [0]\n[[datasets]]\nname = "a"\nsource = "s"\npool = "p"\ntest = "t"\n'
+                    '[[experiments]]\ntable = "T2"\nmethods = ["magic"]\n')
+    with pytest.raises(ValueError, match=r"bad.toml.*magic"):
+        load_suite(path)
+    path.write_text('name = "x"\nseeds = [0]\n[protocol]\n"train.bogus" = 1\n[[datasets]]\nname = "a"\n'
+                    'source = "s"\npool = "p"\ntest = "t"\n[[experiments]]\ntable = "T2"\nmethods = ["random"]\n')
+    with pytest.raises(ValueError, match="train.bogus"):
+        load_suite(path)
+
+
+def test_shipped_suites_load():
+    from pathlib import Path
+
+    suites = sorted(Path(__file__).parents[2].joinpath("benchmarks", "suites").glob("*.toml"))
+    assert {p.stem for p in suites} >= {"cxr", "cxr-multisite", "fundus", "schedule"}
+    for path in suites:
+        suite = load_suite(path)
+        assert len(suite.seeds) >= 3 and suite.runs()
