@@ -269,13 +269,17 @@ def bench_run(suite, results, work, datasets, methods, tables, max_runs) -> None
 @click.argument("suite")
 @results_option
 @click.option("--out", type=click.Path(file_okay=False), help="Default: RESULTS/SUITE/report.")
+@click.option("--docs", type=click.Path(dir_okay=False), help="Also replace this suite's generated block in this Markdown file.")
 @_errors_to_exit
-def bench_report(suite, results, out) -> None:
+def bench_report(suite, results, out, docs) -> None:
     """Tables (Markdown + CSV) and plots of SUITE's finished runs."""
     from xssr.bench import load_suite, render_suite
+    from xssr.bench.report import update_docs
 
     loaded = load_suite(_suite_path(suite))
     text = render_suite(loaded, results, out or Path(results) / loaded.name / "report")
+    if docs:
+        update_docs(docs, loaded.name, text)
     click.echo(text)
 
 

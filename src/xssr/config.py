@@ -158,16 +158,21 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
     return config
 
 
+def read_toml(path: str | Path, what: str = "configuration file") -> dict[str, Any]:
+    """Parse a TOML file; errors name the file and say what was wrong."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: {what} not found.") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML ({error}).") from None
+
+
 def load_config(path: str | Path) -> RunConfig:
     """Read a TOML run configuration; relative data specs stay relative to the caller's directory."""
     path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: configuration file not found.") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path}: not valid TOML ({error}).") from None
+    data = read_toml(path)
     try:
         return from_dict(data)
     except ValueError as error:

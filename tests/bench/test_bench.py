@@ -117,3 +117,16 @@ def test_shipped_suites_load():
     for path in suites:
         suite = load_suite(path)
         assert len(suite.seeds) >= 3 and suite.runs()
+
+
+def test_docs_block_is_replaced_not_duplicated(tmp_path):
+    from xssr.bench.report import update_docs
+
+    doc = tmp_path / "b.md"
+    doc.write_text("# Benchmarks\n\nprose stays\n")
+    update_docs(doc, "cxr", "table v1")
+    update_docs(doc, "fundus", "other")
+    update_docs(doc, "cxr", "table v2")
+    text = doc.read_text()
+    assert text.count("BEGIN generated: cxr") == 1 and "table v2" in text and "table v1" not in text
+    assert "prose stays" in text and "other" in text

@@ -184,3 +184,18 @@ def _plot_budgets(runs, datasets, methods, budgets, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def update_docs(path: str | Path, suite_name: str, text: str) -> Path:
+    """Replace the generated block of ``suite_name`` in a Markdown file (appended when absent)."""
+    path = Path(path)
+    begin, end = f"<!-- BEGIN generated: {suite_name} -->", f"<!-- END generated: {suite_name} -->"
+    block = f"{begin}\n<!-- written by `xssr bench report {suite_name} --docs {path.as_posix()}`; do not edit -->\n\n{text}\n{end}"
+    current = path.read_text(encoding="utf-8") if path.exists() else ""
+    if begin in current and end in current:
+        head, _, rest = current.partition(begin)
+        _, _, tail = rest.partition(end)
+        updated = head + block + tail
+    else:
+        updated = current.rstrip("\n") + "\n\n" + block + "\n"
+    return write_text(path, updated)

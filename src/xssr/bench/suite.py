@@ -10,12 +10,11 @@ found again and never repeated.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xssr.config import METHODS, RunConfig, apply_overrides
+from xssr.config import METHODS, RunConfig, apply_overrides, read_toml
 from xssr.report.provenance import config_fingerprint
 
 
@@ -99,13 +98,7 @@ class Suite:
 def load_suite(path: str | Path) -> Suite:
     """Read and check a suite file; errors name the file and the entry."""
     path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            raw = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: suite file not found.") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path}: not valid TOML ({error}).") from None
+    raw = read_toml(path, "suite file")
     try:
         return _parse(raw, path)
     except (KeyError, TypeError, ValueError) as error:
