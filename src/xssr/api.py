@@ -117,6 +117,8 @@ class _Run:
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
         self._device = None
         self._channels: int | None = None
+        # Taken now, not when the manifest is written: the code that runs is the code at the start.
+        self.environment = environment()
 
     # ---- inputs
     def needs(self, groups: Sequence[str], masks: Sequence[str] = ()) -> None:
@@ -556,7 +558,7 @@ def _write_run_manifest(run_: _Run) -> None:
         "seed": run_.config.seed,
         "device": str(run_.device),
         "data_root": str(run_.data_root) if run_.data_root else None,
-        "environment": environment(),
+        "environment": run_.environment,
         "inputs": {g: [{"key": r.key, "sha1": summary.content_hashes.get(r.key, "")} for r in recs]
                    for g, recs in run_.records.items()},
     })

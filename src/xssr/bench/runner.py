@@ -56,6 +56,7 @@ def run_suite(
     ``RESULTS/<suite>/progress.json`` after every run.
     """
     results, work = Path(results), Path(work)
+    provenance = {"git_commit": git_commit(), "command": command}  # the code as it was when the sweep started
     specs = [s for s in suite.runs() if only is None or only(s)]
     todo = [s for s in specs if not is_finished(results, s)]
     counts = {"total": len(specs), "finished_before": len(specs) - len(todo), "ran": 0}
@@ -69,8 +70,7 @@ def run_suite(
         for spec in group_specs:
             if max_runs is not None and counts["ran"] >= max_runs:
                 break
-            record = context.run(spec)
-            record["command"] = command
+            record = {**context.run(spec), **provenance}
             write_json(result_path(results, spec), record)
             counts["ran"] += 1
             _write_progress(results, suite, specs, spec, counts)
@@ -157,7 +157,6 @@ class _GroupContext:
                 "inference_images_per_second": round(len(test) / infer_seconds, 2) if infer_seconds else None,
             },
             "config": cfg.to_dict(),
-            "git_commit": git_commit(),
             "environment": {k: v for k, v in environment().items() if k != "git_commit"},
             "device": str(p.device),
         }
