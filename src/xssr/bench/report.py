@@ -120,6 +120,25 @@ def budget_table(runs: list[dict], datasets: list[str], methods: list[str], budg
     return rows
 
 
+def variant_table(runs: list[dict], experiments: list) -> list[dict[str, Any]]:
+    """One row per (dataset, variant, method, budget): Dice over seeds, optimiser steps, train time."""
+    index = _index(runs)
+    rows = []
+    for exp in experiments:
+        for dataset in exp.datasets:
+            for method in exp.methods:
+                for budget in exp.budgets:
+                    group = index.get((dataset, method, round(budget, 6), exp.variant), [])
+                    rows.append({
+                        "dataset": dataset, "variant": exp.variant, "method": method, "budget": f"{budget:g}",
+                        "seeds": len(group), "dice": _cell([_dice(r) for r in group]),
+                        "steps": group[0]["timings"]["unet_steps"] if group else "–",
+                        "train_seconds": f"{np.mean([r['timings']['unet_train_seconds'] for r in group]):.0f}"
+                        if group else "–",
+                    })
+    return rows
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "_no finished runs yet_\n"
@@ -135,7 +154,17 @@ def render_suite(suite, results: str | Path, out: str | Path) -> str:
     out = Path(out)
     parts = [f"## Suite `{suite.name}`\n\n{suite.description}\n",
              f"Finished runs: {len(runs)} of {len(suite.runs())}.\n"]
+    variant_tables: dict[str, list] = defaultdict(list)
     for exp in suite.experiments:
+        if exp.variant:
+            variant_tables[exp.table].append(exp)
+    for table, experiments in variant_tables.items():
+        rows = variant_table(runs, experiments)
+        write_csv(out / f"{table}.csv", rows)
+        parts.append(f"### {table}\n\n{markdown(rows)}")
+    for exp in suite.experiments:
+        if exp.variant:
+            continue
         datasets = list(exp.datasets)
         if exp.table.startswith("T3"):
             rows = site_table(runs, datasets[0], list(exp.methods), exp.budgets[0])
@@ -144,10 +173,8 @@ def render_suite(suite, results: str | Path, out: str | Path) -> str:
             _plot_budgets(runs, datasets, list(exp.methods), list(exp.budgets), out / f"{exp.table}.png")
         else:
             rows = [r for b in exp.budgets for r in method_table(runs, datasets, list(exp.methods), b, exp.variant)]
-        name = exp.table + (f"_{exp.variant}" if exp.variant else "")
-        write_csv(out / f"{name}.csv", rows)
-        title = f"### {exp.table}" + (f" (variant `{exp.variant}`)" if exp.variant else "")
-        parts.append(f"{title}\n\n{markdown(rows)}")
+        write_csv(out / f"{exp.table}.csv", rows)
+        parts.append(f"### {exp.table}\n\n{markdown(rows)}")
     text = "\n".join(parts)
     write_text(out / "tables.md", text)
     return text
