@@ -241,7 +241,7 @@ results_option = click.option("--results", default="benchmarks/results", show_de
 @bench.command("run")
 @click.argument("suite")
 @results_option
-@click.option("--work", default="benchmarks/work", show_default=True, type=click.Path(file_okay=False),
+@click.option("--work", default="benchmarks/cache", show_default=True, type=click.Path(file_okay=False),
               help="Scratch space for MAE checkpoints and embeddings (not committed).")
 @click.option("--dataset", "datasets", multiple=True, help="Only these datasets of the suite.")
 @click.option("--method", "methods", multiple=True, help="Only these methods.")
