@@ -185,8 +185,11 @@ def test_train_needs_masks_only_for_the_selected_images(tmp_path):
     kept = [r if r.split(",")[3] in chosen or r not in pool_rows else ",".join([r.split(",")[0], "", *r.split(",")[2:]])
             for r in rows]
     manifest.write_text("\n".join([header, *kept]) + "\n")
+    selection_stamp = (out / "select" / "random" / "selection.csv").stat().st_mtime_ns
     trained = CliRunner().invoke(main, ["train", *random_args, "--out", str(out)])
     assert trained.exit_code == 0, trained.output
+    # Changing masks must not redo the selection the annotators worked from.
+    assert (out / "select" / "random" / "selection.csv").stat().st_mtime_ns == selection_stamp
     assert (out / "train" / "random" / "unet.pt").exists()
 
     # Remove one selected image's mask: training names it and writes no model.
@@ -198,3 +201,24 @@ def test_train_needs_masks_only_for_the_selected_images(tmp_path):
     assert again.exit_code == 2 and victim in again.output and "no mask" in again.output
     kept_manifest = json.loads((out / "train" / "random" / "manifest.json").read_text())
     assert kept_manifest["inputs"]["train"]["lr"] == pytest.approx(1e-3)  # the earlier model is untouched
+
+
+def test_a_spec_matching_nothing_is_named_with_other_problems(tiny_data, tmp_path):
+    result = CliRunner().invoke(main, ["validate", "--source", tiny_data["--source"].replace("synthetic_source", "typo"),
+                                       "--pool", tiny_data["--pool"] + "&n=999", "--stage", "select", *TINY])
+    assert result.exit_code == 2
+    assert "source: no images match" in result.output and "typo" in result.output
+    assert "data.pool" in result.output and "n=999" in result.output
+
+
+def test_outputs_are_readable_by_others(tiny_data, tmp_path):
+    import os
+    import stat
+
+    out = tmp_path / "sel"
+    result = CliRunner().invoke(main, ["select", *_args(tiny_data), *TINY, "--methods", "random", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = stat.S_IMODE((out / "select" / "random" / "selection.csv").stat().st_mode)
+    assert mode == 0o666 & ~umask

@@ -32,3 +32,23 @@ def test_impossible_settings_are_listed_together():
 def test_missing_config_file_names_it(tmp_path):
     with pytest.raises(ValueError, match="nope.toml"):
         load_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("setting, value, named", [
+    ("train.steps", "-5", "train.steps"),
+    ("pretrain.patch_size", "0", "patch_size"),
+    ("data.image_size", "16", "image_size"),
+    ("select.budget", "1.5", "budget"),
+    ("train.precision", "fp16", "train.precision"),
+    ("select.k", "0", "select.k"),
+    ("select.alpha_grid", "0.5,2", "alpha_grid"),
+    ("pretrain.widths", "8,16", "widths"),
+    ("seed", "abc", "seed"),
+])
+def test_settings_that_cannot_work_fail_before_anything_runs(setting, value, named):
+    with pytest.raises(ValueError, match=named):
+        apply_overrides(RunConfig(), {setting: value})
+
+
+def test_list_settings_tolerate_spaces():
+    assert apply_overrides(RunConfig(), {"select.methods": "xssr, coreset"}).select.methods == ("xssr", "coreset")

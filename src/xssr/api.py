@@ -24,14 +24,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xssr.config import RunConfig
+from xssr.config import METHODS, RunConfig
 from xssr.data import (
     ImageRecord,
     InputError,
     InputSummary,
     check_inputs,
     default_data_root,
-    infer_channels,
     iter_arrays,
     load_arrays,
     load_records,
@@ -130,28 +129,50 @@ class _Run:
                 problems.append(f"data.{group} is not set, but this step needs the {group} images")
         if problems:
             raise ValueError("Missing inputs:\n  " + "\n  ".join(problems))
+        spec_problems = []
         for group in groups:
             # "SPEC + SPEC" joins several specs, e.g. one pool drawn from two datasets' manifests.
             parts = [part.strip() for part in specs[group].split(" + ")]
-            self.records[group] = [r for part in parts for r in load_records(part, data_root=self.data_root)]
-        self.summary = check_inputs(
-            {g: self.records[g] for g in groups}, require_masks=frozenset(masks),
-            specs={g: specs[g] for g in groups},
-        )
+            try:
+                self.records[group] = [r for part in parts for r in load_records(part, data_root=self.data_root)]
+            except ValueError as error:
+                spec_problems.append((f"data.{group}", str(error)))
+                self.records[group] = []
+                continue
+            if not self.records[group]:
+                spec_problems.append((group, f"no images match the spec {specs[group]!r}"))
+        try:
+            self.summary = check_inputs(
+                {g: self.records[g] for g in groups}, require_masks=frozenset(masks),
+                specs={g: specs[g] for g in groups},
+            )
+        except InputError as error:
+            reported = {label for label, _ in spec_problems}
+            raise InputError(spec_problems + [p for p in error.problems if p[0] not in reported]) from None
+        if spec_problems:
+            raise InputError(spec_problems)
         logger.info("inputs checked: %s", {g: len(self.records[g]) for g in groups})
 
     def record_hash(self, key: str) -> tuple[str, str]:
         """(image sha1, mask sha1) of one record, so a changed mask also invalidates results."""
         return self.summary.content_hashes.get(key, ""), self.summary.mask_hashes.get(key, "")
 
-    def group_hash(self, group: str) -> str:
-        return config_fingerprint([(r.key, *self.record_hash(r.key)) for r in self.records[group]])
+    def group_hash(self, group: str, masks: bool = True) -> str:
+        """Fingerprint of a group's records: keys, sites, image bytes and (if ``masks``) mask bytes.
+
+        Stages that never read masks leave them out, so annotating the selected images
+        later does not invalidate the embeddings and selections they were chosen from.
+        """
+        return config_fingerprint([
+            (r.key, r.site, self.record_hash(r.key)[0], self.record_hash(r.key)[1] if masks else "")
+            for r in self.records[group]
+        ])
 
     @property
     def channels(self) -> int:
         if self._channels is None:
-            every = [r for g in ("source", "pool", "test") for r in self.records.get(g, [])]
-            self._channels = self.config.data.channels or infer_channels(every)
+            # Every image was opened by the input check, so its colour kinds are known exactly.
+            self._channels = self.config.data.channels or (3 if "rgb" in self.summary.channel_kinds else 1)
         return self._channels
 
     @property
@@ -172,12 +193,6 @@ class _Run:
             self._arrays[group] = cached
         return cached
 
-    def seed_all(self, seed: int) -> None:
-        import torch
-
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
-
     # ---- stage 1: MAE
     def pretrain(self) -> Path:
         import torch
@@ -187,7 +202,7 @@ class _Run:
         stage = Stage(
             self.out / "pretrain",
             {"data": self.data_key(), "pretrain": _asdict(cfg), "seed": self.config.seed,
-             "inputs": {g: self.group_hash(g) for g in groups}},
+             "inputs": {g: self.group_hash(g, masks=False) for g in groups}},
         )
         checkpoint = stage.folder / "mae.pt"
         if stage.is_complete() and checkpoint.exists():
@@ -221,7 +236,7 @@ class _Run:
         stage = Stage(
             self.out / "embed",
             {"pretrain": _read_fingerprint(pre.manifest_path), "data": self.data_key(),
-             "inputs": {g: self.group_hash(g) for g in ("source", "pool")}},
+             "inputs": {g: self.group_hash(g, masks=False) for g in ("source", "pool")}},
         )
         paths = {g: stage.folder / f"{g}.npy" for g in ("source", "pool")}
         if stage.is_complete() and all(p.exists() for p in paths.values()):
@@ -254,10 +269,12 @@ class _Run:
             paths = self.embed()
             upstream = _read_fingerprint(self.out / "embed" / "manifest.json")
         else:
-            paths, upstream = None, self.group_hash("pool")
+            paths, upstream = None, self.group_hash("pool", masks=False)
         stage = Stage(
             self.out / "select" / method,
-            {"method": method, "upstream": upstream, "select": _asdict(s), "seed": self.config.seed},
+            {"method": method, "upstream": upstream,
+             "settings": {} if method == "full" else method_settings(method, s),
+             "seed": self.config.seed},
         )
         csv_path = stage.folder / "selection.csv"
         if stage.is_complete() and csv_path.exists():
@@ -292,8 +309,9 @@ class _Run:
         cfg = self.config.train
         stage = Stage(
             self.out / "train" / method,
-            {"train": _asdict(cfg), "data": self.data_key(), "seed": self.config.seed,
-             "images": [(k, *self.record_hash(k)) for k in sorted(keys)]},
+            # Pick order is kept: it decides the batches. The threshold only matters when evaluating.
+            {"train": {k: v for k, v in _asdict(cfg).items() if k != "threshold"}, "data": self.data_key(),
+             "seed": self.config.seed, "images": [(k, *self.record_hash(k)) for k in keys]},
         )
         checkpoint = stage.folder / "unet.pt"
         if stage.is_complete() and checkpoint.exists():
@@ -403,7 +421,7 @@ def method_settings(method: str, s) -> dict[str, Any]:
         return {"method": "xssr", **common, "alpha": 1.0}
     if method in ("random", "coreset", "typiclust", "probcover", "stratified-random"):
         return {"method": method, "budget": s.budget, "metric": s.metric}
-    raise ValueError(f"Unknown selection method {method!r}.")
+    raise ValueError(f"Unknown selection method {method!r}; valid: {', '.join(METHODS)}.")
 
 
 SELECTION_COLUMNS = (
@@ -420,9 +438,11 @@ def write_selection(folder: Path, result: SelectionResult, pool: Sequence[ImageR
         extra = _record_row(index, pool[index]) if pool is not None else {"key": str(index)}
         rows.append({**row, **extra, "method": result.method, "alpha": result.alpha, "beta": result.beta})
     path = write_csv(Path(folder) / "selection.csv", rows, SELECTION_COLUMNS)
+    curve = Path(folder) / "alpha_curve.csv"
     if result.alpha_curve:
-        write_csv(Path(folder) / "alpha_curve.csv",
-                  [{"alpha": a, "coverage": c, "chosen": a == result.alpha} for a, c in result.alpha_curve])
+        write_csv(curve, [{"alpha": a, "coverage": c, "chosen": a == result.alpha} for a, c in result.alpha_curve])
+    elif curve.exists():
+        curve.unlink()  # left from an earlier run with alpha="auto"; it would contradict this selection
     return path
 
 
@@ -514,7 +534,8 @@ def select_embeddings(
     s = SelectConfig(budget=budget, alpha=alpha, beta=beta, k=k, metric=metric,
                      alpha_grid=tuple(alpha_grid) if alpha_grid is not None else SelectConfig().alpha_grid)
     if method == "full":
-        raise ValueError("The 'method' 'full' is not a selection; choose xssr, coreset, random or an xssr ablation.")
+        raise ValueError("The 'method' 'full' is not a selection; choose one of "
+                         + ", ".join(m for m in METHODS if m != "full") + ".")
     return _select_core(pool_embeddings, source_embeddings, random_state=seed, **method_settings(method, s))
 
 
@@ -559,6 +580,7 @@ def _write_run_manifest(run_: _Run) -> None:
         "device": str(run_.device),
         "data_root": str(run_.data_root) if run_.data_root else None,
         "environment": run_.environment,
-        "inputs": {g: [{"key": r.key, "sha1": summary.content_hashes.get(r.key, "")} for r in recs]
+        "inputs": {g: [{"key": r.key, "sha1": summary.content_hashes.get(r.key, ""),
+                        "mask_sha1": summary.mask_hashes.get(r.key, "")} for r in recs]
                    for g, recs in run_.records.items()},
     })

@@ -28,7 +28,7 @@ def _config_options(func):
         click.option("--test", help="Annotated target test images (same syntax)."),
         click.option("--data-root", type=click.Path(file_okay=False), help="Where '@name' specs point (default: $XSSR_DATA_ROOT or ../shared/data)."),
         click.option("--methods", help="Comma list from: " + ", ".join(METHODS) + "."),
-        click.option("--budget", type=float, help="Fraction of the pool in (0, 1] or a count >= 1."),
+        click.option("--budget", type=float, help="A fraction of the pool below 1 (0.05 = 5 %) or a whole number of images (22)."),
         click.option("--image-size", type=int, help="Square side in pixels the images are resized to."),
         click.option("--seed", type=int, help="One seed for everything random (default 0)."),
         click.option("--device", help="auto (default: cuda when present), cpu or cuda."),

@@ -104,7 +104,10 @@ def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{where}: expected a list, got {value!r}.")
         kind = type(default[0]) if default else str
-        return tuple(kind(v.strip()) if isinstance(v, str) and kind is not str else kind(v) for v in value)
+        try:
+            return tuple(kind(v.strip()) if isinstance(v, str) else kind(v) for v in value)
+        except ValueError:
+            raise ValueError(f"{where}: expected a list of {kind.__name__}, got {value!r}.") from None
     if isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
         try:
             number = float(value)
@@ -126,7 +129,10 @@ def apply_overrides(config: RunConfig, overrides: dict[str, Any], where: str = "
             continue
         parts = dotted.split(".")
         if len(parts) == 1 and parts[0] in ("seed", "device"):
-            data[parts[0]] = int(value) if parts[0] == "seed" else str(value)
+            try:
+                data[parts[0]] = int(value) if parts[0] == "seed" else str(value)
+            except ValueError:
+                raise ValueError(f"{where} seed: expected an integer, got {value!r}.") from None
             continue
         if len(parts) != 2 or parts[0] not in _SECTIONS:
             raise ValueError(
@@ -189,8 +195,27 @@ def check_config(config: RunConfig) -> None:
         problems.append(f"data.channels must be 1, 3 or unset, got {d.channels}")
     if d.normalize not in ("minmax", "percentile", "zscore"):
         problems.append(f"data.normalize must be minmax, percentile or zscore, got {d.normalize!r}")
-    if d.image_size % p.patch_size:
-        problems.append(f"pretrain.patch_size {p.patch_size} must divide data.image_size {d.image_size}")
+    if p.patch_size < 1 or d.image_size % p.patch_size:
+        problems.append(f"pretrain.patch_size must be >= 1 and divide data.image_size {d.image_size}, got {p.patch_size}")
+    # The U-Net halves the image once per level after the first; its bottleneck needs at least 2x2 pixels.
+    smallest = 2 * 2 ** (len(t.channels) - 1)
+    if d.image_size < smallest:
+        problems.append(f"data.image_size must be >= {smallest} for a U-Net with {len(t.channels)} levels, "
+                        f"got {d.image_size}")
+    if len(p.widths) != 4:
+        problems.append(f"pretrain.widths must have 4 entries (one per stride-2 block), got {list(p.widths)}")
+    if p.loss_on not in ("all", "masked"):
+        problems.append(f"pretrain.loss_on must be 'all' or 'masked', got {p.loss_on!r}")
+    for name, value in (("pretrain.precision", p.precision), ("train.precision", t.precision)):
+        if value not in ("bf16", "fp32"):
+            problems.append(f"{name} must be 'bf16' or 'fp32', got {value!r}")
+    for name, value in (("train.steps", t.steps), ("train.min_steps", t.min_steps)):
+        if value < 0:
+            problems.append(f"{name} must be >= 0, got {value}")
+    if s.k < 1:
+        problems.append(f"select.k must be >= 1, got {s.k}")
+    if not s.alpha_grid or any(not 0 <= a <= 1 for a in s.alpha_grid):
+        problems.append(f"select.alpha_grid must be a non-empty list of numbers in [0, 1], got {list(s.alpha_grid)}")
     if not 0 <= p.mask_ratio < 1:
         problems.append(f"pretrain.mask_ratio must be in [0, 1), got {p.mask_ratio}")
     if p.train_on not in ("source", "source+pool"):
@@ -204,8 +229,9 @@ def check_config(config: RunConfig) -> None:
     unknown = [m for m in s.methods if m not in METHODS]
     if unknown or not s.methods:
         problems.append(f"select.methods must be a non-empty list from {', '.join(METHODS)}, got {list(s.methods)}")
-    if not (isinstance(s.budget, (int, float)) and s.budget > 0):
-        problems.append(f"select.budget must be a fraction in (0, 1] or a count >= 1, got {s.budget!r}")
+    budget_ok = isinstance(s.budget, (int, float)) and (0 < s.budget < 1 or float(s.budget).is_integer() and s.budget >= 1)
+    if not budget_ok:
+        problems.append(f"select.budget must be a fraction in (0, 1) or a whole count >= 1, got {s.budget!r}")
     if s.alpha != "auto" and not (isinstance(s.alpha, (int, float)) and 0 <= s.alpha <= 1):
         problems.append(f"select.alpha must be 'auto' or a number in [0, 1], got {s.alpha!r}")
     if not 0 <= s.beta <= 1:

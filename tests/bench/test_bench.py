@@ -67,6 +67,15 @@ def test_volume_suite_runs_caches_and_reports(tmp_path):
     full = [json.loads(result_path(results, s).read_text()) for s in suite.runs() if s.method == "full"]
     assert all(r["n_train"] == 12 for r in full)  # 3 volumes x 4 slices
 
+    # A run file from another protocol (same name, other key) is left out of the tables.
+    stale = result_path(results, suite.runs()[0])
+    kept = stale.read_text()
+    stale.write_text(kept.replace(f'"key": "{suite.runs()[0].key}"', '"key": "old-protocol"'))
+    from xssr.bench.report import load_runs
+
+    assert len(load_runs(results, suite)) == 9
+    stale.write_text(kept)
+
     # Resuming finds every run finished and repeats nothing.
     assert run_suite(suite, results, work)["ran"] == 0
     progress = json.loads((results / "tiny" / "progress.json").read_text())

@@ -27,9 +27,16 @@ PAPER = {
 }
 
 
-def load_runs(results: str | Path, suite: str) -> list[dict[str, Any]]:
-    folder = Path(results) / suite / "runs"
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+def load_runs(results: str | Path, suite) -> list[dict[str, Any]]:
+    """Finished runs of ``suite`` whose key matches its current definition.
+
+    A run file left from an earlier protocol (other settings, same name) is ignored, so a
+    table never averages two protocols.
+    """
+    folder = Path(results) / suite.name / "runs"
+    current = {spec.key for spec in suite.runs()}
+    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    return [r for r in runs if r.get("key") in current]
 
 
 def _dice(run: dict, site: str | None = None) -> float:
@@ -41,8 +48,9 @@ def _cell(values: list[float]) -> str:
     if not values:
         return "–"
     values = np.asarray(values)
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.4f} ± {std:.4f}"
+    if len(values) == 1:
+        return f"{values[0]:.4f} (1 seed)"
+    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
 
 
 def _diff_cell(a: dict[int, float], b: dict[int, float]) -> str:
@@ -150,7 +158,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def render_suite(suite, results: str | Path, out: str | Path) -> str:
     """Write tables (CSV + Markdown) and plots for ``suite`` under ``out``; returns the Markdown."""
-    runs = load_runs(results, suite.name)
+    runs = load_runs(results, suite)
     out = Path(out)
     parts = [f"## Suite `{suite.name}`\n\n{suite.description}\n",
              f"Finished runs: {len(runs)} of {len(suite.runs())}.\n"]

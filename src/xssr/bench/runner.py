@@ -116,7 +116,8 @@ class _GroupContext:
         cfg = spec.config
         started = time.perf_counter()
         # Random picks need no MAE; they get a coverage figure only when this seed's embeddings exist.
-        if spec.method in EMBEDDING_METHODS or self._embeddings is not None:
+        have_embeddings = spec.method in EMBEDDING_METHODS or self._embeddings is not None
+        if have_embeddings:
             pool_emb, source_emb = self.embeddings()
         else:
             pool_emb, source_emb = np.zeros((len(pool), 1), np.float32), None
@@ -126,7 +127,7 @@ class _GroupContext:
             result = select_core(pool_emb, source_emb, random_state=spec.seed, sites=[r.site for r in pool],
                                  **method_settings(spec.method, cfg.select))
             indices = result.indices
-            extra = {"alpha": result.alpha, "coverage": result.coverage,
+            extra = {"alpha": result.alpha, "coverage": result.coverage if have_embeddings else None,
                      "alpha_curve": [list(pair) for pair in result.alpha_curve],
                      "delta": getattr(result, "delta", None)}
         select_seconds = time.perf_counter() - started
