@@ -305,6 +305,9 @@ def bench_cost(pool_sizes, method_names, out) -> None:
             rows.append(row)
             write_json(path, rows)  # after every point, so an interruption loses at most one
             click.echo(json.dumps(row))
+    from xssr.bench.report import markdown, selection_cost_table
+
+    click.echo(markdown(selection_cost_table(rows)))
 
 
 if __name__ == "__main__":

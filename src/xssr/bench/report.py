@@ -147,6 +147,51 @@ def variant_table(runs: list[dict], experiments: list) -> list[dict[str, Any]]:
     return rows
 
 
+PAPER_T1 = {"cxr": 0.952, "fundus": 0.974}  # XSSR paper, Table 1 (Montgomery->Shenzhen; RIGA+)
+
+
+def full_table(runs: list[dict], datasets: list[str]) -> list[dict[str, Any]]:
+    """T1: the full-data upper bound of every dataset (whole annotated pool, same schedule)."""
+    index = _index(runs)
+    rows = []
+    for dataset in datasets:
+        group = index.get((dataset, "full", 1.0, ""), [])
+        rows.append({
+            "dataset": dataset, "seeds": len(group), "n_train": group[0]["n_train"] if group else "–",
+            "dice": _cell([_dice(r) for r in group]),
+            "paper": PAPER_T1.get(_paper_key(dataset) or "", "–"),
+        })
+    return rows
+
+
+def cost_table(runs: list[dict]) -> list[dict[str, Any]]:
+    """Measured cost per dataset and method: stage seconds and throughput, means over runs."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in runs:
+        groups[(r["dataset"], r["method"])].append(r)
+
+    def mean(group, key, digits=1):
+        values = [r["timings"].get(key) for r in group if r["timings"].get(key) is not None]
+        return f"{np.mean(values):.{digits}f}" if values else "–"
+
+    return [{
+        "dataset": dataset, "method": method, "runs": len(group),
+        "mae_train_s": mean(group, "pretrain_seconds"), "mae_img_per_s": mean(group, "mae_images_per_second"),
+        "embed_s": mean(group, "embed_seconds"), "select_s": mean(group, "select_seconds", 3),
+        "unet_train_s": mean(group, "unet_train_seconds"), "unet_img_per_s": mean(group, "unet_images_per_second"),
+        "inference_img_per_s": mean(group, "inference_images_per_second"),
+    } for (dataset, method), group in sorted(groups.items())]
+
+
+def selection_cost_table(rows: list[dict]) -> list[dict[str, Any]]:
+    """Rows of ``xssr bench cost``: seconds and peak memory against pool size."""
+    return [{
+        "method": r["method"], "n_pool": r["n_pool"], "n_source": r.get("n_source", "–"), "dim": r.get("dim", "–"),
+        "seconds": f"{r['seconds']:.2f}" if "seconds" in r else "error",
+        "peak_rss_mb": f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "–",
+    } for r in sorted(rows, key=lambda r: (r["method"], r["n_pool"]))]
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "_no finished runs yet_\n"
@@ -162,6 +207,11 @@ def render_suite(suite, results: str | Path, out: str | Path) -> str:
     out = Path(out)
     parts = [f"## Suite `{suite.name}`\n\n{suite.description}\n",
              f"Finished runs: {len(runs)} of {len(suite.runs())}.\n"]
+    datasets_with_full = [d for d in suite.datasets if any(r["dataset"] == d and r["method"] == "full" for r in runs)]
+    if datasets_with_full:
+        rows = full_table(runs, datasets_with_full)
+        write_csv(out / "T1.csv", rows)
+        parts.append(f"### T1 — full-data upper bound\n\n{markdown(rows)}")
     variant_tables: dict[str, list] = defaultdict(list)
     for exp in suite.experiments:
         if exp.variant:
@@ -183,6 +233,10 @@ def render_suite(suite, results: str | Path, out: str | Path) -> str:
             rows = [r for b in exp.budgets for r in method_table(runs, datasets, list(exp.methods), b, exp.variant)]
         write_csv(out / f"{exp.table}.csv", rows)
         parts.append(f"### {exp.table}\n\n{markdown(rows)}")
+    if runs:
+        rows = cost_table(runs)
+        write_csv(out / "cost.csv", rows)
+        parts.append("### Measured cost (seconds and images/s, mean over runs; 2-core CPU)\n\n" + markdown(rows))
     text = "\n".join(parts)
     write_text(out / "tables.md", text)
     return text
@@ -214,7 +268,8 @@ def _plot_budgets(runs, datasets, methods, budgets, path: Path) -> None:
         ax.set_xlabel("annotated share of the pool (%)")
         ax.set_ylabel("test Dice")
         ax.set_title(dataset)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
