@@ -192,6 +192,30 @@ def selection_cost_table(rows: list[dict]) -> list[dict[str, Any]]:
     } for r in sorted(rows, key=lambda r: (r["method"], r["n_pool"]))]
 
 
+def diagnostics_table(runs: list[dict]) -> list[dict[str, Any]]:
+    """Per dataset and budget: does lower coverage (Eq. 9, what auto-alpha minimises) go with
+    higher Dice? Also the chosen alphas and how well the MAE separates source from target."""
+    from xssr.metrics.embedding import rank_correlation
+
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in runs:
+        if r["method"] != "full" and not r.get("variant"):
+            groups[(r["dataset"], round(float(r["budget"]), 6))].append(r)
+    rows = []
+    for (dataset, budget), group in sorted(groups.items()):
+        with_cov = [r for r in group if r["selection"].get("coverage") is not None]
+        alphas = [r["selection"]["alpha"] for r in group if r["method"] == "xssr" and r["selection"].get("alpha") is not None]
+        aucs = [r["embedding"]["domain_auc"] for r in group if r.get("embedding", {}).get("domain_auc") is not None]
+        rows.append({
+            "dataset": dataset, "budget": f"{budget:g}", "runs_with_coverage": len(with_cov),
+            "spearman_coverage_vs_dice": f"{rank_correlation([r['selection']['coverage'] for r in with_cov], [_dice(r) for r in with_cov]):+.2f}"
+            if len(with_cov) >= 3 else "–",
+            "xssr_alphas": ", ".join(f"{a:g}" for a in sorted(alphas)) or "–",
+            "domain_auc": f"{np.mean(aucs):.3f}" if aucs else "–",
+        })
+    return rows
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "_no finished runs yet_\n"
@@ -234,6 +258,12 @@ def render_suite(suite, results: str | Path, out: str | Path) -> str:
         write_csv(out / f"{exp.table}.csv", rows)
         parts.append(f"### {exp.table}\n\n{markdown(rows)}")
     if runs:
+        rows = diagnostics_table(runs)
+        write_csv(out / "diagnostics.csv", rows)
+        parts.append("### Selection diagnostics\n\nSpearman correlation between a selection's coverage "
+                     "(Eq. 9; lower is better for XSSR) and its test Dice over every run with embeddings: "
+                     "negative supports the coverage criterion. Domain AUC: a linear classifier telling "
+                     "source from target MAE embeddings (0.5 = no separation).\n\n" + markdown(rows))
         rows = cost_table(runs)
         write_csv(out / "cost.csv", rows)
         parts.append("### Measured cost (seconds and images/s, mean over runs; 2-core CPU)\n\n" + markdown(rows))

@@ -20,6 +20,7 @@ from xssr.api import EMBEDDING_METHODS, _Run, method_settings
 from xssr.bench.suite import RunSpec, Suite
 from xssr.data import load_arrays
 from xssr.metrics import dice_per_image, summarise_dice
+from xssr.metrics.embedding import domain_separability
 from xssr.report.io import read_json, write_json
 from xssr.report.provenance import environment, git_commit
 from xssr.selection import select as select_core
@@ -96,11 +97,16 @@ class _GroupContext:
         self.pipeline.out.mkdir(parents=True, exist_ok=True)
         self._embeddings: tuple[np.ndarray, np.ndarray] | None = None
         self.timings: dict[str, float] = {}
+        self.embedding_diagnostics: dict[str, float] = {}
 
     def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         if self._embeddings is None:
             paths = self.pipeline.embed()
             self._embeddings = (np.load(paths["pool"]), np.load(paths["source"]))
+            # How well the MAE sees the shift; novelty is only meaningful when it does.
+            self.embedding_diagnostics = {
+                "domain_auc": round(domain_separability(self._embeddings[1], self._embeddings[0],
+                                                        random_state=self.config.seed), 4)}
             for stage in ("pretrain", "embed"):
                 manifest = read_json(self.pipeline.out / stage / "manifest.json")
                 self.timings[f"{stage}_seconds"] = manifest["seconds"]
@@ -114,13 +120,13 @@ class _GroupContext:
         p = self.pipeline
         pool, test = p.records["pool"], p.records["test"]
         cfg = spec.config
-        started = time.perf_counter()
         # Random picks need no MAE; they get a coverage figure only when this seed's embeddings exist.
         have_embeddings = spec.method in EMBEDDING_METHODS or self._embeddings is not None
         if have_embeddings:
             pool_emb, source_emb = self.embeddings()
         else:
             pool_emb, source_emb = np.zeros((len(pool), 1), np.float32), None
+        started = time.perf_counter()  # after the (cached) MAE, so this times the selection alone
         if spec.method == "full":
             indices, extra = np.arange(len(pool)), {}
         else:
@@ -151,6 +157,7 @@ class _GroupContext:
             "selected": [{"case_id": r.case_id, "site": r.site, "slice_index": r.slice_index} for r in chosen],
             "selected_sites": _count([r.site for r in chosen]),
             "selection": extra,
+            "embedding": dict(self.embedding_diagnostics),
             "timings": {
                 **self.timings, "select_seconds": round(select_seconds, 3),
                 "unet_train_seconds": round(history.seconds, 2), "unet_steps": history.steps,
