@@ -141,14 +141,18 @@ class _Run:
                 continue
             if not self.records[group]:
                 spec_problems.append((group, f"no images match the spec {specs[group]!r}"))
-        try:
-            self.summary = check_inputs(
-                {g: self.records[g] for g in groups}, require_masks=frozenset(masks),
-                specs={g: specs[g] for g in groups},
-            )
-        except InputError as error:
-            reported = {label for label, _ in spec_problems}
-            raise InputError(spec_problems + [p for p in error.problems if p[0] not in reported]) from None
+        from tqdm.auto import tqdm
+
+        total = sum(len(self.records[g]) for g in groups)
+        with tqdm(total=total, desc="checking inputs", disable=not self.progress, leave=False) as bar:
+            try:
+                self.summary = check_inputs(
+                    {g: self.records[g] for g in groups}, require_masks=frozenset(masks),
+                    specs={g: specs[g] for g in groups}, progress=bar.update,
+                )
+            except InputError as error:
+                reported = {label for label, _ in spec_problems}
+                raise InputError(spec_problems + [p for p in error.problems if p[0] not in reported]) from None
         if spec_problems:
             raise InputError(spec_problems)
         logger.info("inputs checked: %s", {g: len(self.records[g]) for g in groups})
