@@ -82,7 +82,14 @@ def test_volume_suite_runs_caches_and_reports(tmp_path):
     assert progress["finished"] == progress["total"] == 10
 
     text = render_suite(suite, results, tmp_path / "report")
-    assert "### T2" in text and "### T5" in text
+    assert "### T1" in text and "### T2" in text and "### T5" in text
+    assert "Selection diagnostics" in text and "Measured cost" in text
+    diagnostics = (tmp_path / "report" / "diagnostics.csv").read_text().splitlines()
+    assert len(diagnostics) == 1 + 2  # one row per (dataset, budget): budgets 3 and 6
+    xssr_run = next(s for s in suite.runs() if s.method == "xssr")
+    xssr_record = json.loads(result_path(results, xssr_run).read_text())
+    assert xssr_record["embedding"]["domain_auc"] > 0.5  # the tiny source is bright, the target dark
+    assert xssr_record["selection"]["coverage"] > 0 and xssr_record["selection"]["alpha"] is not None
     assert (tmp_path / "report" / "T2.csv").exists() and (tmp_path / "report" / "T5.png").exists()
     t2 = (tmp_path / "report" / "T2.csv").read_text().splitlines()
     assert t2[0].startswith("dataset,method,seeds,n_train,dice,pct_full,delta_vs_random")
@@ -139,3 +146,11 @@ def test_docs_block_is_replaced_not_duplicated(tmp_path):
     text = doc.read_text()
     assert text.count("BEGIN generated: cxr") == 1 and "table v2" in text and "table v1" not in text
     assert "prose stays" in text and "other" in text
+
+
+def test_selection_cost_probe_reports_time_and_memory():
+    from xssr.bench.cost import selection_cost
+
+    row = selection_cost(300, "xssr", dim=16)
+    assert row["n_selected"] == 15 and row["seconds"] > 0 and row["peak_rss_mb"] >= row["data_rss_mb"] > 0
+    assert "error" in selection_cost(300, "no-such-method", dim=16)
