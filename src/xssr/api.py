@@ -205,7 +205,7 @@ class _Run:
         groups = ["source"] + (["pool"] if cfg.train_on == "source+pool" else [])
         stage = Stage(
             self.out / "pretrain",
-            {"data": self.data_key(), "pretrain": _asdict(cfg), "seed": self.config.seed,
+            {"data": self.data_key(), "pretrain": dataclasses.asdict(cfg), "seed": self.config.seed,
              "inputs": {g: self.group_hash(g, masks=False) for g in groups}},
         )
         checkpoint = stage.folder / "mae.pt"
@@ -314,7 +314,7 @@ class _Run:
         stage = Stage(
             self.out / "train" / method,
             # Pick order is kept: it decides the batches. The threshold only matters when evaluating.
-            {"train": {k: v for k, v in _asdict(cfg).items() if k != "threshold"}, "data": self.data_key(),
+            {"train": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threshold"}, "data": self.data_key(),
              "seed": self.config.seed, "images": [(k, *self.record_hash(k)) for k in keys]},
         )
         checkpoint = stage.folder / "unet.pt"
@@ -350,7 +350,8 @@ class _Run:
         import torch
 
         checkpoint = self.train(method)
-        train_manifest = Stage(self.out / "train" / method, {}).manifest_path
+        train_stage = Stage(self.out / "train" / method, {})
+        train_manifest = train_stage.manifest_path
         stage = Stage(
             self.out / "evaluate" / method,
             {"train": _read_fingerprint(train_manifest), "test": self.group_hash("test"),
@@ -370,7 +371,7 @@ class _Run:
         probabilities = predict_probabilities(model, images, device=self.device, precision=self.config.train.precision)
         dice = dice_per_image(probabilities, masks, self.config.train.threshold)
         test = self.records["test"]
-        train_info = Stage(self.out / "train" / method, {}).outputs()
+        train_info = train_stage.outputs()
         metrics = {
             "method": method,
             "n_train": train_info["n_train"],
@@ -383,10 +384,6 @@ class _Run:
         write_json(metrics_path, metrics)
         stage.finish(started, {"metrics": metrics_path.name})
         return metrics
-
-
-def _asdict(obj) -> dict[str, Any]:
-    return dataclasses.asdict(obj)
 
 
 def _read_fingerprint(manifest: Path) -> str:
