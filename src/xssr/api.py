@@ -157,6 +157,11 @@ class _Run:
             raise InputError(spec_problems)
         logger.info("inputs checked: %s", {g: len(self.records[g]) for g in groups})
 
+    def adopt_inputs(self, checked: "_Run") -> None:
+        """Take the resolved and checked inputs of another run of the same data specs."""
+        self.records = {g: list(recs) for g, recs in checked.records.items()}
+        self.summary = checked.summary
+
     def record_hash(self, key: str) -> tuple[str, str]:
         """(image sha1, mask sha1) of one record, so a changed mask also invalidates results."""
         return self.summary.content_hashes.get(key, ""), self.summary.mask_hashes.get(key, "")
@@ -252,7 +257,11 @@ class _Run:
         d = self.config.data
         counts = {}
         for group in ("source", "pool"):
-            batches = iter_arrays(self.records[group], d.image_size, self.channels, d.normalize, batch_size=64)
+            loaded = self._arrays.get(group)
+            if loaded is not None:  # already decoded for MAE training: embed from memory
+                batches = (loaded[0][i:i + 64] for i in range(0, len(loaded[0]), 64))
+            else:  # stream, so a large pool is embedded in bounded memory
+                batches = iter_arrays(self.records[group], d.image_size, self.channels, d.normalize, batch_size=64)
             emb = embed_batches(model, batches, device=self.device, precision=self.config.pretrain.precision)
             save_array(paths[group], emb)
             counts[group] = int(len(emb))

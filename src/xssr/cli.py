@@ -259,7 +259,9 @@ def bench_run(suite, results, work, datasets, methods, tables, max_runs) -> None
     def only(spec) -> bool:
         return (not datasets or spec.dataset in datasets) and (not methods or spec.method in methods)
 
-    command = "xssr bench run " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else f"xssr bench run {suite}"
+    command = " ".join(["xssr bench run", suite] + [f"--results {results}", f"--work {work}"]
+                       + [f"--dataset {d}" for d in datasets] + [f"--method {m}" for m in methods]
+                       + [f"--table {t}" for t in tables])
     counts = run_suite(loaded, results, work, only=only, max_runs=max_runs, command=command)
     click.echo(f"{loaded.name}: {counts['ran']} run now, {counts['finished_before']} were already finished, "
                f"{counts['total']} in total")

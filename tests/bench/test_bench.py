@@ -46,6 +46,13 @@ def _suite_file(tmp_path, datasets_toml, experiments_toml, seeds="[0, 1]"):
     return path
 
 
+def _synthetic_datasets(folder) -> str:
+    m = folder / "manifest.csv"
+    return (f'[[datasets]]\nname = "syn"\nsource = "{m}#site=synthetic_source"\n'
+            f'pool = "{m}#split=train&site=synthetic_target_a,synthetic_target_b,synthetic_target_c"\n'
+            f'test = "{m}#split=test"\n')
+
+
 def test_volume_suite_runs_caches_and_reports(tmp_path):
     source = _volumes(tmp_path / "src", 2, 0, bright=1.0)
     pool = _volumes(tmp_path / "pool", 3, 1, bright=-1.0)
@@ -99,10 +106,7 @@ def test_volume_suite_runs_caches_and_reports(tmp_path):
 
 def test_changed_setting_reruns_only_affected_runs(tmp_path):
     folder = make_synthetic_dataset(tmp_path / "d", n_source=6, n_pool=8, n_test=3, size=32)
-    m = folder / "manifest.csv"
-    datasets = (f'[[datasets]]\nname = "syn"\nsource = "{m}#site=synthetic_source"\n'
-                f'pool = "{m}#split=train&site=synthetic_target_a,synthetic_target_b,synthetic_target_c"\n'
-                f'test = "{m}#split=test"\n')
+    datasets = _synthetic_datasets(folder)
     experiments = '[[experiments]]\ntable = "T2"\nmethods = ["random", "coreset"]\nbudgets = [2]\n'
     path = _suite_file(tmp_path, datasets, experiments, seeds="[0]")
     results, work = tmp_path / "results", tmp_path / "work"
@@ -111,6 +115,45 @@ def test_changed_setting_reruns_only_affected_runs(tmp_path):
     changed = load_suite(path)
     counts = run_suite(changed, results, work, only=lambda s: s.method == "random")
     assert counts == {"total": 1, "finished_before": 0, "ran": 1}
+
+
+def test_changed_input_image_reruns_its_runs(tmp_path):
+    from PIL import Image
+
+    folder = make_synthetic_dataset(tmp_path / "d", n_source=4, n_pool=4, n_test=2, size=32)
+    datasets = _synthetic_datasets(folder)
+    experiments = '[[experiments]]\ntable = "T2"\nmethods = ["random"]\nbudgets = [2]\n'
+    suite = load_suite(_suite_file(tmp_path, datasets, experiments, seeds="[0]"))
+    results, work = tmp_path / "results", tmp_path / "work"
+    assert run_suite(suite, results, work)["ran"] == 1
+    record = json.loads(result_path(results, suite.runs()[0]).read_text())
+    assert len(record["inputs_sha1"]) > 8
+    assert run_suite(suite, results, work)["ran"] == 0
+
+    test_image = folder / "images" / "test_0000.png"
+    pixels = np.asarray(Image.open(test_image))
+    Image.fromarray(255 - pixels).save(test_image)  # same name and key, other content
+    assert run_suite(suite, results, work)["ran"] == 1
+    rerun = json.loads(result_path(results, suite.runs()[0]).read_text())
+    assert rerun["inputs_sha1"] != record["inputs_sha1"]
+
+
+def test_cli_records_the_command_whatever_the_global_flags(tmp_path):
+    from click.testing import CliRunner
+
+    from xssr.cli import main
+
+    folder = make_synthetic_dataset(tmp_path / "d", n_source=4, n_pool=4, n_test=2, size=32)
+    datasets = _synthetic_datasets(folder)
+    experiments = '[[experiments]]\ntable = "T2"\nmethods = ["random"]\nbudgets = [2]\n'
+    path = _suite_file(tmp_path, datasets, experiments, seeds="[0]")
+    results = tmp_path / "results"
+    outcome = CliRunner().invoke(main, ["-v", "bench", "run", str(path), "--results", str(results),
+                                        "--work", str(tmp_path / "work"), "--table", "T2"])
+    assert outcome.exit_code == 0, outcome.output
+    record = json.loads(next((results / "tiny" / "runs").glob("*.json")).read_text())
+    assert record["command"] == (f"xssr bench run {path} --results {results} --work {tmp_path / 'work'} "
+                                 "--table T2")
 
 
 def test_bad_suite_is_named(tmp_path):

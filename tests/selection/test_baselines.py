@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from xssr.selection import coreset_select, random_select
-from xssr.selection.baselines import check_random_state
+from xssr.selection.checks import check_random_state
 
 
 def test_random_select_is_seeded():

@@ -4,6 +4,11 @@ Results live in ``RESULTS/<suite>/runs/<run name>.json`` and carry the run's key
 with the right key is a finished run and is skipped, so an interrupted sweep resumes where
 it stopped. The MAE of a (dataset, seed) is trained once into ``WORK/`` (not committed) and
 shared by all methods and budgets of that seed, through the pipeline's own stage cache.
+
+The key hashes the configuration only; the data are covered by ``inputs_sha1``, a digest of
+every source, pool and test image and mask. A run whose stored digest differs from the
+data on disk now is stale and runs again, so edited or replaced files never leave old
+numbers in the tables.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from xssr.data import load_arrays
 from xssr.metrics import dice_per_image, summarise_dice
 from xssr.metrics.embedding import domain_separability
 from xssr.report.io import read_json, write_json
-from xssr.report.provenance import environment, git_commit
+from xssr.report.provenance import config_fingerprint, environment, git_commit
 from xssr.selection import select as select_core
 
 logger = logging.getLogger(__name__)
@@ -32,14 +37,44 @@ def result_path(results: Path, spec: RunSpec) -> Path:
     return Path(results) / spec.suite / "runs" / f"{spec.name}.json"
 
 
-def is_finished(results: Path, spec: RunSpec) -> bool:
+def is_finished(results: Path, spec: RunSpec, inputs_sha1: str | None = None) -> bool:
+    """A result file exists with this run's key and, when ``inputs_sha1`` is given, the same data."""
     path = result_path(results, spec)
     if not path.exists():
         return False
     try:
-        return read_json(path).get("key") == spec.key
+        record = read_json(path)
     except (OSError, ValueError):
         return False
+    if record.get("key") != spec.key:
+        return False
+    stored = record.get("inputs_sha1")
+    if inputs_sha1 is not None and stored is not None and stored != inputs_sha1:
+        logger.warning("%s: the input images or masks changed since this run; running it again", spec.name)
+        return False
+    return True
+
+
+class _CheckedInputs:
+    """One input check per distinct (source, pool, test) of a suite, shared by all its runs."""
+
+    GROUPS = ("source", "pool", "test")
+
+    def __init__(self):
+        self._checked: dict[tuple, _Run] = {}
+
+    def of(self, spec: RunSpec) -> _Run:
+        d = spec.config.data
+        where = (d.source, d.pool, d.test, d.data_root)
+        if where not in self._checked:
+            checked = _Run(spec.config, Path("."))  # folder unused: only the inputs are read
+            checked.needs(self.GROUPS, masks=["pool", "test"])
+            self._checked[where] = checked
+        return self._checked[where]
+
+    def digest(self, spec: RunSpec) -> str:
+        checked = self.of(spec)
+        return config_fingerprint({g: checked.group_hash(g) for g in self.GROUPS})
 
 
 def run_suite(
@@ -59,7 +94,8 @@ def run_suite(
     results, work = Path(results), Path(work)
     provenance = {"git_commit": git_commit(), "command": command}  # the code as it was when the sweep started
     specs = [s for s in suite.runs() if only is None or only(s)]
-    todo = [s for s in specs if not is_finished(results, s)]
+    inputs = _CheckedInputs()  # every dataset is checked before any run starts
+    todo = [s for s in specs if not is_finished(results, s, inputs.digest(s))]
     counts = {"total": len(specs), "finished_before": len(specs) - len(todo), "ran": 0}
     groups: dict[tuple, list[RunSpec]] = defaultdict(list)
     for spec in todo:
@@ -67,11 +103,11 @@ def run_suite(
     for group_specs in groups.values():
         if max_runs is not None and counts["ran"] >= max_runs:
             break
-        context = _GroupContext(group_specs[0], work)
+        context = _GroupContext(group_specs[0], work, inputs.of(group_specs[0]))
         for spec in group_specs:
             if max_runs is not None and counts["ran"] >= max_runs:
                 break
-            record = {**context.run(spec), **provenance}
+            record = {**context.run(spec), "inputs_sha1": inputs.digest(spec), **provenance}
             write_json(result_path(results, spec), record)
             counts["ran"] += 1
             _write_progress(results, suite, specs, spec, counts)
@@ -89,11 +125,11 @@ def _write_progress(results: Path, suite: Suite, specs: list[RunSpec], last: Run
 class _GroupContext:
     """Inputs, arrays and MAE embeddings shared by the runs of one (dataset, settings, seed) group."""
 
-    def __init__(self, first: RunSpec, work: Path):
+    def __init__(self, first: RunSpec, work: Path, checked: _Run):
         self.config = first.config
         folder = work / first.suite / first.dataset / f"{first.group[1]}_s{first.seed}"
         self.pipeline = _Run(self.config, folder)
-        self.pipeline.needs(["source", "pool", "test"], masks=["pool", "test"])
+        self.pipeline.adopt_inputs(checked)
         self.pipeline.out.mkdir(parents=True, exist_ok=True)
         self._embeddings: tuple[np.ndarray, np.ndarray] | None = None
         self.timings: dict[str, float] = {}

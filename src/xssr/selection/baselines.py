@@ -3,41 +3,14 @@
 from __future__ import annotations
 
 import logging
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 
-from .neighbors import _is_int, _show, distances_from_rows, prepare_embeddings, squared_norms
+from .checks import check_count, check_random_state, check_sites, is_int, show
+from .neighbors import distances_from_rows, prepare_embeddings, squared_norms
 
 logger = logging.getLogger(__name__)
-
-
-def check_random_state(random_state) -> np.random.Generator:
-    """Turn ``random_state`` (int >= 0, None or Generator) into a numpy Generator.
-
-    A Generator is returned as is, so a caller can share one stream across calls.
-    """
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None:
-        return np.random.default_rng()
-    if _is_int(random_state) and random_state >= 0:
-        return np.random.default_rng(int(random_state))
-    error = TypeError if not isinstance(random_state, numbers.Integral) else ValueError
-    raise error(
-        "The 'random_state' parameter must be an int >= 0, None or a numpy Generator. "
-        f"Got {_show(random_state)} instead."
-    )
-
-
-def _check_count(budget, n_pool: int) -> int:
-    if not _is_int(budget) or not 1 <= budget <= n_pool:
-        raise ValueError(
-            f"The 'budget' parameter must be an int in [1, {n_pool}] (the pool size). "
-            f"Got {_show(budget)} instead."
-        )
-    return int(budget)
 
 
 def random_select(n_pool: int, budget: int, random_state=None) -> np.ndarray:
@@ -53,46 +26,13 @@ def random_select(n_pool: int, budget: int, random_state=None) -> np.ndarray:
     -------
     ndarray of shape (budget,), int64, in draw order
     """
-    if not _is_int(n_pool) or n_pool < 1:
+    if not is_int(n_pool) or n_pool < 1:
         raise ValueError(
-            f"The 'n_pool' parameter must be an int >= 1. Got {_show(n_pool)} instead."
+            f"The 'n_pool' parameter must be an int >= 1. Got {show(n_pool)} instead."
         )
-    budget = _check_count(budget, int(n_pool))
+    budget = check_count(budget, int(n_pool))
     rng = check_random_state(random_state)
     return rng.choice(int(n_pool), size=budget, replace=False).astype(np.int64)
-
-
-def check_sites(sites, n_pool: int | None = None) -> list[str]:
-    """Return ``sites`` as a list of str, one per pool image; raise naming 'sites' otherwise."""
-    if isinstance(sites, (str, bytes)) or not hasattr(sites, "__len__"):
-        raise TypeError(
-            "The 'sites' parameter must be a sequence of strings, one site name per pool "
-            f"image. Got {type(sites).__name__} instead."
-        )
-    try:
-        ndim = np.ndim(np.asarray(sites, dtype=object))
-    except ValueError:  # ragged nesting
-        ndim = -1
-    if ndim != 1:
-        raise ValueError(
-            "The 'sites' parameter must be 1-D, one site name per pool image. "
-            f"Got an object with {ndim if ndim >= 0 else 'ragged'} dimensions instead."
-        )
-    names = list(sites)
-    for position, name in enumerate(names):
-        if not isinstance(name, str):
-            raise TypeError(
-                "The 'sites' parameter must contain only strings. "
-                f"Got {_show(name)} ({type(name).__name__}) at position {position} instead."
-            )
-    if not names:
-        raise ValueError("The 'sites' parameter must name at least one image. Got 0 instead.")
-    if n_pool is not None and len(names) != n_pool:
-        raise ValueError(
-            f"The 'sites' parameter must have one entry per pool image ({n_pool}). "
-            f"Got {len(names)} instead."
-        )
-    return [str(name) for name in names]
 
 
 def _largest_remainder(counts: np.ndarray, budget: int) -> np.ndarray:
@@ -138,7 +78,7 @@ def site_allocation(sites, budget: int) -> dict[str, int]:
     dict of str -> int, in sorted site order, values summing to ``budget``
     """
     names = check_sites(sites)
-    budget = _check_count(budget, len(names))
+    budget = check_count(budget, len(names))
     site_names, counts = np.unique(np.asarray(names, dtype=object), return_counts=True)
     counts = counts.astype(np.int64)
     seats = np.zeros(counts.size, dtype=np.int64)
@@ -220,7 +160,7 @@ def coreset_select(X, budget: int, random_state=None, metric: str = "euclidean")
     """
     points = prepare_embeddings(X, metric, name="X")
     n_pool = points.shape[0]
-    budget = _check_count(budget, n_pool)
+    budget = check_count(budget, n_pool)
     rng = check_random_state(random_state)
 
     centred = points - points.mean(axis=0)  # same accuracy reason as the XSSR greedy

@@ -20,9 +20,10 @@ Both metrics reduce to Euclidean distance: ``metric="cosine"`` L2-normalises the
 from __future__ import annotations
 
 import logging
-import numbers
 
 import numpy as np
+
+from .checks import check_choice, check_embeddings, check_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -34,62 +35,6 @@ _CHUNK_BYTES = 128 * 2**20
 # "auto" hands the search to FAISS above this many query x reference pairs; below it the
 # numpy path is as fast and avoids FAISS's thread start-up.
 _FAISS_MIN_PAIRS = 5e7
-
-
-# --------------------------------------------------------------------------- validation
-def _show(value) -> str:
-    """repr() for error messages, without numpy's ``np.float64(...)`` wrapping."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    return repr(value)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def check_choice(value, name: str, choices: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise a ValueError naming ``name``."""
-    if not isinstance(value, str) or value not in choices:
-        options = ", ".join(repr(c) for c in choices)
-        raise ValueError(
-            f"The '{name}' parameter must be one of {options}. Got {_show(value)} instead."
-        )
-    return value
-
-
-def check_embeddings(X, name: str) -> np.ndarray:
-    """Return ``X`` as a C-contiguous float64 array of shape ``(n_samples, n_features)``.
-
-    Raises TypeError for non-numeric input and ValueError for a wrong number of
-    dimensions, an empty array or non-finite entries; messages name ``name``.
-    """
-    array = np.asarray(X)
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
-    ) or np.issubdtype(array.dtype, np.complexfloating):
-        raise TypeError(
-            f"The '{name}' parameter must be a real numeric array. "
-            f"Got an array of dtype {array.dtype} instead."
-        )
-    if array.ndim != 2:
-        raise ValueError(
-            f"The '{name}' parameter must be a 2-D array of shape (n_samples, n_features). "
-            f"Got an array of shape {array.shape} instead."
-        )
-    if array.shape[0] < 1 or array.shape[1] < 1:
-        raise ValueError(
-            f"The '{name}' parameter must have at least 1 row and 1 column. "
-            f"Got an array of shape {array.shape} instead."
-        )
-    array = np.ascontiguousarray(array, dtype=np.float64)
-    n_bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-    if n_bad:
-        raise ValueError(
-            f"The '{name}' parameter must contain only finite values. "
-            f"Got {n_bad} NaN or infinite entries instead."
-        )
-    return array
 
 
 def prepare_embeddings(X, metric: str = "euclidean", *, name: str = "X") -> np.ndarray:
@@ -247,8 +192,7 @@ def knn_mean_distance(
     -------
     ndarray of shape (n_samples,), float64
     """
-    if not _is_int(k) or k < 1:
-        raise ValueError(f"The 'k' parameter must be an int >= 1. Got {_show(k)} instead.")
+    k = check_positive_int(k, "k")
     points = prepare_embeddings(X, metric, name="X")
     n = points.shape[0]
     k_used = min(int(k), n - 1)

@@ -50,22 +50,19 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 
-from .baselines import _check_count, check_random_state
+from .checks import check_count, check_grid, check_positive_int, check_random_state, check_real, is_int, show
 from .neighbors import (
-    _is_int,
-    _show,
     distances_from_rows,
     nearest_distance,
     prepare_embeddings,
     squared_norms,
 )
-from .typiclust import check_positive_int, kmeans_labels
+from .typiclust import kmeans_labels
 
 logger = logging.getLogger(__name__)
 
@@ -106,47 +103,6 @@ class ProbCoverPicks(NamedTuple):
     delta: float
     purity_curve: list[tuple[float, float]]
     covered_fraction: float
-
-
-# --------------------------------------------------------------------------- validation
-def _check_delta(delta) -> float:
-    if (
-        not isinstance(delta, numbers.Real)
-        or isinstance(delta, (bool, np.bool_))
-        or not (math.isfinite(delta) and delta >= 0)
-    ):
-        raise ValueError(
-            f"The 'delta' parameter must be 'auto' or a finite float >= 0. "
-            f"Got {_show(delta)} instead."
-        )
-    return float(delta)
-
-
-def _check_threshold(value) -> float:
-    if (
-        not isinstance(value, numbers.Real)
-        or isinstance(value, (bool, np.bool_))
-        or not (math.isfinite(value) and 0.0 <= value <= 1.0)
-    ):
-        raise ValueError(
-            f"The 'purity_threshold' parameter must be a float in [0, 1]. "
-            f"Got {_show(value)} instead."
-        )
-    return float(value)
-
-
-def _check_candidates(candidates) -> np.ndarray:
-    message = (
-        "The 'candidates' parameter must be a non-empty 1-D sequence of finite floats >= 0. "
-        f"Got {_show(candidates)} instead."
-    )
-    try:
-        grid = np.asarray(candidates, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(message) from None
-    if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid < 0):
-        raise ValueError(message)
-    return np.unique(grid)
 
 
 # --------------------------------------------------------------------------- chunked passes
@@ -236,7 +192,7 @@ def delta_ball_graph(X, delta: float, *, chunk_rows: int | None = None) -> sp.cs
     scipy.sparse.csr_matrix of shape (n_samples, n_samples), dtype bool
     """
     points = prepare_embeddings(X, "euclidean", name="X")
-    delta = _check_delta(delta)
+    delta = check_real(delta, "delta")
     if chunk_rows is not None:
         chunk_rows = check_positive_int(chunk_rows, "chunk_rows")
     blocks = _blocks(points)
@@ -316,13 +272,13 @@ def choose_delta(
     """
     points = prepare_embeddings(X, metric, name="X")
     n = points.shape[0]
-    if not _is_int(n_clusters) or not 1 <= n_clusters <= n:
+    if not is_int(n_clusters) or not 1 <= n_clusters <= n:
         raise ValueError(
             f"The 'n_clusters' parameter must be an int in [1, {n}] (the pool size). "
-            f"Got {_show(n_clusters)} instead."
+            f"Got {show(n_clusters)} instead."
         )
-    purity_threshold = _check_threshold(purity_threshold)
-    grid = None if candidates is None else _check_candidates(candidates)
+    purity_threshold = check_real(purity_threshold, "purity_threshold", high=1.0)
+    grid = None if candidates is None else np.unique(check_grid(candidates, "candidates"))
     n_init = check_positive_int(n_init, "n_init")
     if chunk_rows is not None:
         chunk_rows = check_positive_int(chunk_rows, "chunk_rows")
@@ -430,17 +386,18 @@ def probcover_select(
     """
     points = prepare_embeddings(X, metric, name="X")
     n_pool = points.shape[0]
-    budget = _check_count(budget, n_pool)
+    budget = check_count(budget, n_pool)
     n_init = check_positive_int(n_init, "n_init")
     rng = check_random_state(random_state)
-    if isinstance(delta, str) and delta == "auto":
+    delta = check_real(delta, "delta", keyword="auto")
+    if delta == "auto":
         choice = choose_delta(
             points, budget if n_clusters is None else n_clusters, purity_threshold,
             candidates, rng, n_init=n_init,
         )
         delta, curve = choice.delta, choice.purity_curve
     else:
-        delta, curve = _check_delta(delta), []
+        curve = []
 
     graph = delta_ball_graph(points, delta)
     picks, newly, covered = max_coverage_greedy(graph, budget, rng)

@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .baselines import (
-    check_random_state,
-    check_sites,
     coreset_select,
     random_select,
     stratified_random_select,
@@ -35,11 +33,18 @@ from .baselines import (
 from .neighbors import (
     BACKENDS,
     METRICS,
-    _is_int,
-    _show,
+    nearest_distance,
+)
+from .checks import (
     check_choice,
     check_embeddings,
-    nearest_distance,
+    check_grid,
+    check_positive_int,
+    check_random_state,
+    check_real,
+    check_sites,
+    is_int,
+    show,
 )
 from .probcover import probcover_select
 from .typiclust import typiclust_select
@@ -110,78 +115,31 @@ def resolve_budget(budget, n_pool: int) -> int:
     but at least 1 (5% of 453 is 22, as in the paper). Raises ValueError otherwise, or
     when the count exceeds ``n_pool``.
     """
-    if _is_int(budget):
+    if is_int(budget):
         count = int(budget)
         if count < 1:
             raise ValueError(
                 "The 'budget' parameter must be an int >= 1 or a float in (0, 1]. "
-                f"Got {_show(budget)} instead."
+                f"Got {show(budget)} instead."
             )
     elif isinstance(budget, numbers.Real) and not isinstance(budget, (bool, np.bool_)):
         if not (math.isfinite(budget) and 0.0 < budget <= 1.0):
             raise ValueError(
                 "The 'budget' parameter must be an int >= 1 or a float in (0, 1]. "
-                f"Got {_show(budget)} instead."
+                f"Got {show(budget)} instead."
             )
         count = max(1, math.floor(float(budget) * n_pool))
     else:
         raise ValueError(
             "The 'budget' parameter must be an int >= 1 or a float in (0, 1]. "
-            f"Got {_show(budget)} instead."
+            f"Got {show(budget)} instead."
         )
     if count > n_pool:
         raise ValueError(
             f"The 'budget' parameter must be at most the pool size ({n_pool}). "
-            f"Got {_show(budget)} instead."
+            f"Got {show(budget)} instead."
         )
     return count
-
-
-def _check_unit_float(value, name: str) -> float:
-    if (
-        not isinstance(value, numbers.Real)
-        or isinstance(value, (bool, np.bool_))
-        or not (math.isfinite(value) and 0.0 <= value <= 1.0)
-    ):
-        raise ValueError(
-            f"The '{name}' parameter must be a float in [0, 1]. Got {_show(value)} instead."
-        )
-    return float(value)
-
-
-def _check_alpha(alpha):
-    if isinstance(alpha, str) and alpha == "auto":
-        return alpha
-    if isinstance(alpha, numbers.Real) and not isinstance(alpha, (bool, np.bool_)):
-        if math.isfinite(alpha) and 0.0 <= alpha <= 1.0:
-            return float(alpha)
-    raise ValueError(
-        f"The 'alpha' parameter must be 'auto' or a float in [0, 1]. Got {_show(alpha)} instead."
-    )
-
-
-def _check_alpha_grid(alpha_grid):
-    if alpha_grid is None:
-        return None
-    message = (
-        "The 'alpha_grid' parameter must be a non-empty 1-D sequence of floats in [0, 1]. "
-        f"Got {_show(alpha_grid)} instead."
-    )
-    try:
-        grid = np.asarray(alpha_grid, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(message) from None
-    if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):
-        raise ValueError(message)
-    if np.any(grid < 0.0) or np.any(grid > 1.0):
-        raise ValueError(message)
-    return grid
-
-
-def _check_k(k) -> int:
-    if not _is_int(k) or k < 1:
-        raise ValueError(f"The 'k' parameter must be an int >= 1. Got {_show(k)} instead.")
-    return int(k)
 
 
 def _validate(
@@ -205,10 +163,10 @@ def _validate(
         source=source,
         method=method,
         budget=resolve_budget(budget, pool.shape[0]),
-        alpha=_check_alpha(alpha),
-        beta=_check_unit_float(beta, "beta"),
-        k=_check_k(k),
-        alpha_grid=_check_alpha_grid(alpha_grid),
+        alpha=check_real(alpha, "alpha", high=1.0, keyword="auto"),
+        beta=check_real(beta, "beta", high=1.0),
+        k=check_positive_int(k, "k"),
+        alpha_grid=None if alpha_grid is None else check_grid(alpha_grid, "alpha_grid", high=1.0),
         metric=metric,
         rng=check_random_state(random_state),
         backend=backend,
@@ -228,7 +186,7 @@ def _validate(
         if needs_source:
             raise ValueError(
                 "The 'source_embeddings' parameter is required for method='xssr' when alpha "
-                f"can be > 0 (alpha={_show(alpha)}); pass source embeddings or set alpha=0. "
+                f"can be > 0 (alpha={show(alpha)}); pass source embeddings or set alpha=0. "
                 "Got None instead."
             )
     return params

@@ -40,8 +40,8 @@ import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 
-from .baselines import _check_count, check_random_state
-from .neighbors import _is_int, _show, knn_mean_distance, nearest_distance, prepare_embeddings
+from .checks import check_count, check_positive_int, check_random_state
+from .neighbors import knn_mean_distance, nearest_distance, prepare_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +64,6 @@ class TypiclustPicks(NamedTuple):
     typicality: np.ndarray
     cluster_size: np.ndarray
     labels: np.ndarray
-
-
-def check_positive_int(value, name: str) -> int:
-    """Return ``value`` as an int if it is an int >= 1, else raise a ValueError naming it."""
-    if not _is_int(value) or value < 1:
-        raise ValueError(
-            f"The '{name}' parameter must be an int >= 1. Got {_show(value)} instead."
-        )
-    return int(value)
 
 
 def kmeans_labels(points: np.ndarray, n_clusters: int, rng: np.random.Generator, n_init: int = 1):
@@ -152,7 +143,7 @@ def typiclust_select(
     """
     points = prepare_embeddings(X, metric, name="X")
     n_pool = points.shape[0]
-    budget = _check_count(budget, n_pool)
+    budget = check_count(budget, n_pool)
     min_cluster_size = check_positive_int(min_cluster_size, "min_cluster_size")
     n_init = check_positive_int(n_init, "n_init")
     rng = check_random_state(random_state)
