@@ -197,3 +197,26 @@ def test_selection_cost_probe_reports_time_and_memory():
     row = selection_cost(300, "xssr", dim=16)
     assert row["n_selected"] == 15 and row["seconds"] > 0 and row["peak_rss_mb"] >= row["data_rss_mb"] > 0
     assert "error" in selection_cost(300, "no-such-method", dim=16)
+
+
+def _fake_run(method, seed, picks, curve=None, dice=0.8):
+    return {"dataset": "d", "method": method, "budget": 0.05, "variant": "", "seed": seed,
+            "dice": {"overall": {"mean": dice}}, "embedding": {"domain_auc": 0.9},
+            "selected": [{"case_id": c, "slice_index": None} for c in picks],
+            "selection": {"alpha": 0.0, "coverage": 1.0 + dice, "alpha_curve": curve or []}}
+
+
+def test_diagnostics_explain_the_chosen_alpha():
+    from xssr.bench.report import diagnostics_table
+
+    runs = [
+        _fake_run("xssr", 0, ["a", "b"], [[0.0, 2.0], [0.5, 3.0], [1.0, 4.0]]),
+        _fake_run("xssr", 1, ["a", "c"], [[0.0, 2.0], [0.5, 1.5], [1.0, 1.0]]),
+        _fake_run("xssr-no-novelty", 0, ["b", "a"]),  # same set, other order
+        _fake_run("xssr-no-novelty", 1, ["a", "d"]),
+        _fake_run("random", 0, ["x", "y"]),
+    ]
+    (row,) = diagnostics_table(runs)
+    assert row["coverage_max_over_min_alpha"] == "1.25 (1/2 > 1)"  # median of 2.0 and 0.5
+    assert row["same_picks_as_no_novelty"] == "1/2"
+    assert row["xssr_alphas"] == "0, 0"

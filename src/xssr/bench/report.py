@@ -206,14 +206,32 @@ def diagnostics_table(runs: list[dict]) -> list[dict[str, Any]]:
         with_cov = [r for r in group if r["selection"].get("coverage") is not None]
         alphas = [r["selection"]["alpha"] for r in group if r["method"] == "xssr" and r["selection"].get("alpha") is not None]
         aucs = [r["embedding"]["domain_auc"] for r in group if r.get("embedding", {}).get("domain_auc") is not None]
+        # Why auto-alpha lands where it does: coverage at the largest grid alpha (most novelty)
+        # over coverage at the smallest (pure diversity), per xssr run; > 1 means novelty hurts Eq. 9.
+        ratios = [r["selection"]["alpha_curve"][-1][1] / r["selection"]["alpha_curve"][0][1]
+                  for r in group if r["method"] == "xssr" and len(r["selection"].get("alpha_curve") or []) > 1
+                  and r["selection"]["alpha_curve"][0][1] > 0]
         rows.append({
             "dataset": dataset, "budget": f"{budget:g}", "runs_with_coverage": len(with_cov),
             "spearman_coverage_vs_dice": f"{rank_correlation([r['selection']['coverage'] for r in with_cov], [_dice(r) for r in with_cov]):+.2f}"
             if len(with_cov) >= 3 else "–",
             "xssr_alphas": ", ".join(f"{a:g}" for a in sorted(alphas)) or "–",
+            "coverage_max_over_min_alpha": f"{np.median(ratios):.2f} ({sum(q > 1 for q in ratios)}/{len(ratios)} > 1)"
+            if ratios else "–",
+            "same_picks_as_no_novelty": _same_picks(group, "xssr", "xssr-no-novelty"),
             "domain_auc": f"{np.mean(aucs):.3f}" if aucs else "–",
         })
     return rows
+
+
+def _same_picks(runs: list[dict], a: str, b: str) -> str:
+    """How many seeds' selections of methods ``a`` and ``b`` are the same set, as 'k/n'."""
+    picks = defaultdict(dict)
+    for r in runs:
+        if r["method"] in (a, b):
+            picks[r["seed"]][r["method"]] = {(s["case_id"], s["slice_index"]) for s in r["selected"]}
+    both = [p for p in picks.values() if len(p) == 2]
+    return f"{sum(p[a] == p[b] for p in both)}/{len(both)}" if both else "–"
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -263,7 +281,11 @@ def render_suite(suite, results: str | Path, out: str | Path) -> str:
         parts.append("### Selection diagnostics\n\nSpearman correlation between a selection's coverage "
                      "(Eq. 9; lower is better for XSSR) and its test Dice over every run with embeddings: "
                      "negative supports the coverage criterion. Domain AUC: a linear classifier telling "
-                     "source from target MAE embeddings (0.5 = no separation).\n\n" + markdown(rows))
+                     "source from target MAE embeddings (0.5 = no separation). "
+                     "`coverage_max_over_min_alpha`: median over xssr runs of the coverage at the largest "
+                     "grid alpha (most novelty) divided by that at the smallest; above 1, novelty worsens "
+                     "the criterion that auto-alpha minimises. `same_picks_as_no_novelty`: seeds where "
+                     "xssr and xssr-no-novelty chose the same images.\n\n" + markdown(rows))
         rows = cost_table(runs)
         write_csv(out / "cost.csv", rows)
         parts.append("### Measured cost (seconds and images/s, mean over runs; 2-core CPU)\n\n" + markdown(rows))
