@@ -95,6 +95,7 @@ def test_volume_suite_runs_caches_and_reports(tmp_path):
     assert len(diagnostics) == 1 + 2  # one row per (dataset, budget): budgets 3 and 6
     xssr_run = next(s for s in suite.runs() if s.method == "xssr")
     xssr_record = json.loads(result_path(results, xssr_run).read_text())
+    assert xssr_record["timings"]["embed_images_per_second"] > 0
     assert xssr_record["embedding"]["domain_auc"] > 0.5  # the tiny source is bright, the target dark
     assert xssr_record["selection"]["coverage"] > 0 and xssr_record["selection"]["alpha"] is not None
     assert (tmp_path / "report" / "T2.csv").exists() and (tmp_path / "report" / "T5.png").exists()

@@ -177,7 +177,8 @@ def cost_table(runs: list[dict]) -> list[dict[str, Any]]:
     return [{
         "dataset": dataset, "method": method, "runs": len(group),
         "mae_train_s": mean(group, "pretrain_seconds"), "mae_img_per_s": mean(group, "mae_images_per_second"),
-        "embed_s": mean(group, "embed_seconds"), "select_s": mean(group, "select_seconds", 3),
+        "embed_s": mean(group, "embed_seconds"), "embed_img_per_s": mean(group, "embed_images_per_second"),
+        "select_s": mean(group, "select_seconds", 3),
         "unet_train_s": mean(group, "unet_train_seconds"), "unet_img_per_s": mean(group, "unet_images_per_second"),
         "inference_img_per_s": mean(group, "inference_images_per_second"),
     } for (dataset, method), group in sorted(groups.items())]

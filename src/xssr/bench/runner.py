@@ -148,6 +148,9 @@ class _GroupContext:
                 self.timings[f"{stage}_seconds"] = manifest["seconds"]
                 if stage == "pretrain":
                     self.timings["mae_images_per_second"] = manifest["outputs"].get("images_per_second")
+                elif manifest["seconds"]:
+                    embedded = sum(manifest["outputs"]["counts"].values())
+                    self.timings["embed_images_per_second"] = round(embedded / manifest["seconds"], 2)
         return self._embeddings
 
     def run(self, spec: RunSpec) -> dict[str, Any]:
