@@ -40,7 +40,7 @@ from xssr.metrics import dice_per_image, summarise_dice
 from xssr.report.io import read_csv, write_csv, write_json, save_array
 from xssr.report.provenance import config_fingerprint, environment
 from xssr.report.stages import Stage
-from xssr.selection import SelectionResult, resolve_budget
+from xssr.selection import SelectionResult
 from xssr.selection import select as _select_core
 
 logger = logging.getLogger(__name__)
@@ -203,16 +203,19 @@ class _Run:
         return cached
 
     # ---- stage 1: MAE
-    def pretrain(self) -> Path:
-        import torch
-
+    def _pretrain_stage(self) -> Stage:
         cfg = self.config.pretrain
         groups = ["source"] + (["pool"] if cfg.train_on == "source+pool" else [])
-        stage = Stage(
+        return Stage(
             self.out / "pretrain",
             {"data": self.data_key(), "pretrain": dataclasses.asdict(cfg), "seed": self.config.seed,
              "inputs": {g: self.group_hash(g, masks=False) for g in groups}},
         )
+
+    def pretrain(self) -> Path:
+        cfg = self.config.pretrain
+        groups = ["source"] + (["pool"] if cfg.train_on == "source+pool" else [])
+        stage = self._pretrain_stage()
         checkpoint = stage.folder / "mae.pt"
         if stage.is_complete() and checkpoint.exists():
             logger.info("pretrain: reusing %s", checkpoint)
@@ -236,17 +239,27 @@ class _Run:
         return checkpoint
 
     # ---- stage 1b: embeddings
+    def _embed_stage(self) -> Stage:
+        pre = Stage(self.out / "pretrain", {})
+        return Stage(
+            self.out / "embed",
+            {"pretrain": _read_fingerprint(pre.manifest_path), "data": self.data_key(),
+             "inputs": {g: self.group_hash(g, masks=False) for g in ("source", "pool")}},
+        )
+
+    def embeddings_ready(self) -> bool:
+        """Whether :meth:`embed` would only read files (no MAE training, no embedding pass)."""
+        if not self._pretrain_stage().is_complete():
+            return False
+        stage = self._embed_stage()
+        return stage.is_complete() and all((stage.folder / f"{g}.npy").exists() for g in ("source", "pool"))
+
     def embed(self) -> dict[str, Path]:
         from xssr.train import embed_batches, load_mae
         import torch
 
         checkpoint = self.pretrain()
-        pre = Stage(self.out / "pretrain", {})
-        stage = Stage(
-            self.out / "embed",
-            {"pretrain": _read_fingerprint(pre.manifest_path), "data": self.data_key(),
-             "inputs": {g: self.group_hash(g, masks=False) for g in ("source", "pool")}},
-        )
+        stage = self._embed_stage()
         paths = {g: stage.folder / f"{g}.npy" for g in ("source", "pool")}
         if stage.is_complete() and all(p.exists() for p in paths.values()):
             logger.info("embed: reusing %s", stage.folder)
@@ -313,8 +326,6 @@ class _Run:
 
     # ---- stage 3: U-Net
     def train(self, method: str) -> Path:
-        import torch
-
         csv_path = self.select(method)
         keys = [row["key"] for row in read_csv(csv_path)]
         by_key = {r.key: i for i, r in enumerate(self.records["pool"])}

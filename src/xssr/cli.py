@@ -253,8 +253,13 @@ def bench_run(suite, results, work, datasets, methods, tables, max_runs) -> None
     from xssr.bench import load_suite, run_suite
 
     loaded = load_suite(_suite_path(suite))
-    if tables:
-        loaded.experiments = [e for e in loaded.experiments if e.table in tables]
+    for option, given, known in (("--table", tables, {e.table for e in loaded.experiments}),
+                                 ("--dataset", datasets, set(loaded.datasets)),
+                                 ("--method", methods, {m for e in loaded.experiments for m in e.methods})):
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise click.BadParameter(f"{', '.join(unknown)} not in suite {loaded.name!r}; it has: "
+                                     f"{', '.join(sorted(known))}", param_hint=option)
 
     def only(spec) -> bool:
         return (not datasets or spec.dataset in datasets) and (not methods or spec.method in methods)
@@ -262,7 +267,7 @@ def bench_run(suite, results, work, datasets, methods, tables, max_runs) -> None
     command = " ".join(["xssr bench run", suite] + [f"--results {results}", f"--work {work}"]
                        + [f"--dataset {d}" for d in datasets] + [f"--method {m}" for m in methods]
                        + [f"--table {t}" for t in tables])
-    counts = run_suite(loaded, results, work, only=only, max_runs=max_runs, command=command)
+    counts = run_suite(loaded, results, work, only=only, tables=tuple(tables), max_runs=max_runs, command=command)
     click.echo(f"{loaded.name}: {counts['ran']} run now, {counts['finished_before']} were already finished, "
                f"{counts['total']} in total")
 

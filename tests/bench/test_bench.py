@@ -221,3 +221,52 @@ def test_diagnostics_explain_the_chosen_alpha():
     assert row["coverage_max_over_min_alpha"] == "1.25 (1/2 > 1)"  # median of 2.0 and 0.5
     assert row["same_picks_as_no_novelty"] == "1/2"
     assert row["xssr_alphas"] == "0, 0"
+
+
+def test_resumed_random_run_still_gets_coverage_and_progress_counts_the_whole_suite(tmp_path):
+    folder = make_synthetic_dataset(tmp_path / "d", n_source=4, n_pool=6, n_test=2, size=32)
+    experiments = ('[[experiments]]\ntable = "T2"\nmethods = ["xssr", "random"]\nbudgets = [2]\n'
+                   '[[experiments]]\ntable = "T5"\nmethods = ["random"]\nbudgets = [3]\n')
+    suite = load_suite(_suite_file(tmp_path, _synthetic_datasets(folder), experiments, seeds="[0]"))
+    results, work = tmp_path / "results", tmp_path / "work"
+    assert run_suite(suite, results, work, tables=("T2",), max_runs=1)["ran"] == 1  # xssr only
+    counts = run_suite(suite, results, work, tables=("T2",))  # a new sweep, as after an interruption
+    assert counts == {"total": 2, "finished_before": 1, "ran": 1}
+    random_run = next(s for s in suite.runs() if s.method == "random" and s.budget == 2)
+    record = json.loads(result_path(results, random_run).read_text())
+    assert record["selection"]["coverage"] is not None  # from the embeddings the xssr run left
+    progress = json.loads((results / "tiny" / "progress.json").read_text())
+    assert progress["total"] == 3 and progress["finished"] == 2  # the T5 run is still to do
+
+
+@pytest.mark.parametrize("experiments, message", [
+    ('[[experiments]]\ntable = "V"\nmethods = ["random"]\n[experiments.overrides]\n"train.steps" = 5\n',
+     "need a 'variant'"),
+    ('[[experiments]]\ntable = "V"\nmethods = ["random"]\nvariant = "a"\n[experiments.overrides]\n'
+     '"train.steps" = 5\n[[experiments]]\ntable = "W"\nmethods = ["random"]\nvariant = "a"\n'
+     '[experiments.overrides]\n"train.steps" = 6\n', "other overrides"),
+])
+def test_suite_rejects_overrides_that_would_merge_runs(tmp_path, experiments, message):
+    folder = make_synthetic_dataset(tmp_path / "d", n_source=2, n_pool=2, n_test=1, size=32)
+    path = _suite_file(tmp_path, _synthetic_datasets(folder), experiments)
+    with pytest.raises(ValueError, match=message):
+        load_suite(path)
+
+
+def test_unknown_table_is_an_error_that_lists_the_known_ones(tmp_path):
+    from click.testing import CliRunner
+
+    from xssr.cli import main
+
+    folder = make_synthetic_dataset(tmp_path / "d", n_source=2, n_pool=2, n_test=1, size=32)
+    experiments = '[[experiments]]\ntable = "T2"\nmethods = ["random"]\nbudgets = [1]\n'
+    path = _suite_file(tmp_path, _synthetic_datasets(folder), experiments)
+    outcome = CliRunner().invoke(main, ["bench", "run", str(path), "--table", "T9", "--results", str(tmp_path / "r")])
+    assert outcome.exit_code == 2 and "T9 not in suite 'tiny'; it has: T2" in outcome.output
+
+
+def test_selection_cost_reports_a_timeout_as_an_error_row():
+    from xssr.bench.cost import selection_cost
+
+    row = selection_cost(1000, "xssr", timeout=0.01)
+    assert row["method"] == "xssr" and "no result within" in row["error"][0]

@@ -31,10 +31,13 @@ def selection_cost(n_pool: int, method: str, *, n_source: int | None = None, dim
                    timeout: float = 3600) -> dict[str, Any]:
     """Seconds and peak resident memory of one selection on synthetic clustered embeddings."""
     n_source = n_pool if n_source is None else n_source
-    completed = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(n_pool), str(n_source), str(dim), method, str(seed)],
-        capture_output=True, text=True, timeout=timeout,
-    )
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-c", _PROBE, str(n_pool), str(n_source), str(dim), method, str(seed)],
+            capture_output=True, text=True, timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"n_pool": n_pool, "method": method, "error": [f"no result within {timeout:.0f} s"]}
     if completed.returncode != 0:
         return {"n_pool": n_pool, "method": method, "error": completed.stderr.strip().splitlines()[-1:]}
     return {"n_pool": n_pool, "n_source": n_source, "dim": dim, "method": method,

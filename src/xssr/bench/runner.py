@@ -72,6 +72,10 @@ class _CheckedInputs:
             self._checked[where] = checked
         return self._checked[where]
 
+    def has(self, spec: RunSpec) -> bool:
+        d = spec.config.data
+        return (d.source, d.pool, d.test, d.data_root) in self._checked
+
     def digest(self, spec: RunSpec) -> str:
         checked = self.of(spec)
         return config_fingerprint({g: checked.group_hash(g) for g in self.GROUPS})
@@ -83,17 +87,19 @@ def run_suite(
     work: str | Path,
     *,
     only: Callable[[RunSpec], bool] | None = None,
+    tables: tuple[str, ...] = (),
     max_runs: int | None = None,
     command: str = "",
 ) -> dict[str, int]:
-    """Run the unfinished runs of ``suite`` (those ``only`` accepts), at most ``max_runs`` of them.
+    """Run the unfinished runs of ``suite`` (of ``tables`` if given, and those ``only`` accepts),
+    at most ``max_runs`` of them.
 
-    Returns counts: total, already finished, run now. Progress is written to
-    ``RESULTS/<suite>/progress.json`` after every run.
+    Returns counts over the runs asked for: total, already finished, run now. Progress over the
+    whole suite is written to ``RESULTS/<suite>/progress.json`` after every run.
     """
     results, work = Path(results), Path(work)
     provenance = {"git_commit": git_commit(), "command": command}  # the code as it was when the sweep started
-    specs = [s for s in suite.runs() if only is None or only(s)]
+    specs = [s for s in suite.runs(tables) if only is None or only(s)]
     inputs = _CheckedInputs()  # every dataset is checked before any run starts
     todo = [s for s in specs if not is_finished(results, s, inputs.digest(s))]
     counts = {"total": len(specs), "finished_before": len(specs) - len(todo), "ran": 0}
@@ -110,14 +116,16 @@ def run_suite(
             record = {**context.run(spec), "inputs_sha1": inputs.digest(spec), **provenance}
             write_json(result_path(results, spec), record)
             counts["ran"] += 1
-            _write_progress(results, suite, specs, spec, counts)
+            _write_progress(results, suite, spec, inputs)
     return counts
 
 
-def _write_progress(results: Path, suite: Suite, specs: list[RunSpec], last: RunSpec, counts: dict) -> None:
-    done = sum(is_finished(results, s) for s in specs)
+def _write_progress(results: Path, suite: Suite, last: RunSpec, inputs: "_CheckedInputs") -> None:
+    everything = suite.runs()
+    # Data digests are known only for the datasets this sweep checked; others are matched by key.
+    done = sum(is_finished(results, s, inputs.digest(s) if inputs.has(s) else None) for s in everything)
     write_json(Path(results) / suite.name / "progress.json", {
-        "suite": suite.name, "finished": done, "total": len(specs), "last_run": last.name,
+        "suite": suite.name, "finished": done, "total": len(everything), "last_run": last.name,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
     })
 
@@ -159,8 +167,10 @@ class _GroupContext:
         p = self.pipeline
         pool, test = p.records["pool"], p.records["test"]
         cfg = spec.config
-        # Random picks need no MAE; they get a coverage figure only when this seed's embeddings exist.
-        have_embeddings = spec.method in EMBEDDING_METHODS or self._embeddings is not None
+        # Random picks need no MAE; they get a coverage figure whenever this seed's embeddings
+        # exist (now or from an earlier, interrupted sweep), but never train an MAE for it.
+        have_embeddings = (spec.method in EMBEDDING_METHODS or self._embeddings is not None
+                           or self.pipeline.embeddings_ready())
         if have_embeddings:
             pool_emb, source_emb = self.embeddings()
         else:

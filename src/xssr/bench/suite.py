@@ -74,10 +74,12 @@ class Suite:
     experiments: list[Experiment]
     path: Path | None = None
 
-    def runs(self) -> list[RunSpec]:
-        """Every run of every experiment, de-duplicated (T2 and T5 share their 5 % runs)."""
+    def runs(self, tables: tuple[str, ...] = ()) -> list[RunSpec]:
+        """Every run of every experiment (of ``tables``, if given), de-duplicated (T2 and T5 share their 5 % runs)."""
         seen: dict[tuple, RunSpec] = {}
         for exp in self.experiments:
+            if tables and exp.table not in tables:
+                continue
             for dataset in exp.datasets:
                 for method in exp.methods:
                     for budget in ((1.0,) if method == "full" else exp.budgets):
@@ -124,6 +126,15 @@ def _parse(raw: dict[str, Any], path: Path) -> Suite:
             datasets=names, variant=str(entry.get("variant", "")),
             overrides=tuple(sorted(entry.get("overrides", {}).items())),
         ))
+    overrides_of: dict[str, tuple] = {}
+    for exp in experiments:
+        # Runs are told apart by (dataset, method, budget, variant, seed): overrides without a
+        # variant name of their own would be merged with (and lose to) the plain runs.
+        if exp.overrides and not exp.variant:
+            raise ValueError(f"experiment {exp.table!r}: 'overrides' need a 'variant' name")
+        if overrides_of.setdefault(exp.variant, exp.overrides) != exp.overrides:
+            raise ValueError(f"experiment {exp.table!r}: variant {exp.variant!r} is used by another "
+                             "experiment with other overrides; give each set of overrides its own name")
     suite = Suite(
         name=str(raw["name"]), description=str(raw.get("description", "")),
         seeds=tuple(int(s) for s in raw["seeds"]), protocol=dict(raw.get("protocol", {})),
