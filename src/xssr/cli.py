@@ -295,8 +295,9 @@ def bench_report(suite, results, out, docs) -> None:
 @click.option("--methods", "method_names", default="xssr,coreset,typiclust,probcover", show_default=True)
 @click.option("--out", default="benchmarks/results/cost/selection.json", show_default=True,
               type=click.Path(dir_okay=False))
+@click.option("--docs", type=click.Path(dir_okay=False), help="Also replace the cost block in this Markdown file.")
 @_errors_to_exit
-def bench_cost(pool_sizes, method_names, out) -> None:
+def bench_cost(pool_sizes, method_names, out, docs) -> None:
     """Selection seconds and peak memory against pool size (synthetic 256-d embeddings)."""
     from xssr.bench.cost import selection_cost
     from xssr.report.io import read_json, write_json
@@ -312,9 +313,12 @@ def bench_cost(pool_sizes, method_names, out) -> None:
             rows.append(row)
             write_json(path, rows)  # after every point, so an interruption loses at most one
             click.echo(json.dumps(row))
-    from xssr.bench.report import markdown, selection_cost_table
+    from xssr.bench.report import render_selection_cost, update_docs
 
-    click.echo(markdown(selection_cost_table(rows)))
+    text = render_selection_cost(rows)
+    if docs:
+        update_docs(docs, "cost", text, command="xssr bench cost")
+    click.echo(text)
 
 
 if __name__ == "__main__":

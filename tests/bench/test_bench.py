@@ -197,7 +197,26 @@ def test_selection_cost_probe_reports_time_and_memory():
 
     row = selection_cost(300, "xssr", dim=16)
     assert row["n_selected"] == 15 and row["seconds"] > 0 and row["peak_rss_mb"] >= row["data_rss_mb"] > 0
+    assert row["environment"]["cpus"] >= 1  # the machine is part of the measurement
     assert "error" in selection_cost(300, "no-such-method", dim=16)
+
+
+def test_bench_cost_writes_its_docs_block(tmp_path):
+    from click.testing import CliRunner
+
+    from xssr.cli import main
+
+    docs = tmp_path / "bench.md"
+    docs.write_text("# Benchmarks\n\nprose\n")
+    args = ["bench", "cost", "--pool-sizes", "200", "--methods", "coreset", "--out", str(tmp_path / "c.json"),
+            "--docs", str(docs)]
+    outcome = CliRunner().invoke(main, args)
+    assert outcome.exit_code == 0, outcome.output
+    text = docs.read_text()
+    assert text.startswith("# Benchmarks\n\nprose\n") and "<!-- BEGIN generated: cost -->" in text
+    assert "`xssr bench cost --docs" in text and "| coreset | 200 |" in text
+    assert CliRunner().invoke(main, args).exit_code == 0  # cached point: the block is replaced, not added
+    assert docs.read_text().count("BEGIN generated: cost") == 1
 
 
 def _fake_run(method, seed, picks, curve=None, dice=0.8):

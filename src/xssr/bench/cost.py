@@ -7,6 +7,8 @@ import subprocess
 import sys
 from typing import Any
 
+from xssr.report.provenance import environment
+
 _PROBE = r"""
 import json, resource, sys, time
 import numpy as np
@@ -41,4 +43,4 @@ def selection_cost(n_pool: int, method: str, *, n_source: int | None = None, dim
     if completed.returncode != 0:
         return {"n_pool": n_pool, "method": method, "error": completed.stderr.strip().splitlines()[-1:]}
     return {"n_pool": n_pool, "n_source": n_source, "dim": dim, "method": method,
-            **json.loads(completed.stdout.strip().splitlines()[-1])}
+            **json.loads(completed.stdout.strip().splitlines()[-1]), "environment": environment()}

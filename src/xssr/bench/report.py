@@ -210,9 +210,22 @@ def selection_cost_table(rows: list[dict]) -> list[dict[str, Any]]:
     """Rows of ``xssr bench cost``: seconds and peak memory against pool size."""
     return [{
         "method": r["method"], "n_pool": r["n_pool"], "n_source": r.get("n_source", "–"), "dim": r.get("dim", "–"),
+        "budget": r.get("n_selected", "–"),
         "seconds": f"{r['seconds']:.2f}" if "seconds" in r else "error",
         "peak_rss_mb": f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "–",
+        "cpus": r.get("environment", {}).get("cpus", "–"),
+        "commit": r.get("environment", {}).get("git_commit", "–")[:7],
     } for r in sorted(rows, key=lambda r: (r["method"], r["n_pool"]))]
+
+
+def render_selection_cost(rows: list[dict]) -> str:
+    """Markdown section for ``xssr bench cost`` results."""
+    return ("## Selection cost against pool size\n\n"
+            "Written by `xssr bench cost`: one selection of 5 % of the pool on synthetic clustered 256-d "
+            "embeddings (source as large as the pool), each point in a fresh process so that peak "
+            "resident memory (`peak_rss_mb`, including about 130 MB of Python, numpy and the inputs) "
+            "belongs to that selection alone. XSSR includes auto-alpha over the 11-value grid.\n\n"
+            + markdown(selection_cost_table(rows)))
 
 
 def diagnostics_table(runs: list[dict]) -> list[dict[str, Any]]:
@@ -381,11 +394,12 @@ def _plot_budgets(runs, datasets, methods, budgets, path: Path) -> None:
     plt.close(fig)
 
 
-def update_docs(path: str | Path, suite_name: str, text: str) -> Path:
+def update_docs(path: str | Path, suite_name: str, text: str, command: str | None = None) -> Path:
     """Replace the generated block of ``suite_name`` in a Markdown file (appended when absent)."""
     path = Path(path)
     begin, end = f"<!-- BEGIN generated: {suite_name} -->", f"<!-- END generated: {suite_name} -->"
-    block = f"{begin}\n<!-- written by `xssr bench report {suite_name} --docs {path.as_posix()}`; do not edit -->\n\n{text}\n{end}"
+    command = command or f"xssr bench report {suite_name}"
+    block = f"{begin}\n<!-- written by `{command} --docs {path.as_posix()}`; do not edit -->\n\n{text}\n{end}"
     current = path.read_text(encoding="utf-8") if path.exists() else ""
     if begin in current and end in current:
         head, _, rest = current.partition(begin)
