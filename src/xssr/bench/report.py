@@ -297,9 +297,9 @@ def provenance_note(runs: list[dict]) -> str:
     return "\n".join(f"- {line}" for line in lines) + "\n"
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
+def markdown(rows: list[dict[str, Any]], empty: str = "no finished runs yet") -> str:
     if not rows:
-        return "_no finished runs yet_\n"
+        return f"_{empty}_\n"
     columns = list(rows[0].keys())
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
@@ -351,7 +351,8 @@ def render_suite(suite, results: str | Path, out: str | Path) -> str:
                      "`coverage_max_over_min_alpha`: median over xssr runs of the coverage at the largest "
                      "grid alpha (most novelty) divided by that at the smallest; above 1, novelty worsens "
                      "the criterion that auto-alpha minimises. `same_picks_as_no_novelty`: seeds where "
-                     "xssr and xssr-no-novelty chose the same images.\n\n" + markdown(rows))
+                     "xssr and xssr-no-novelty chose the same images.\n\n"
+                     + markdown(rows, empty="no plain (non-variant) selection runs to diagnose"))
         rows = cost_table(runs)
         write_csv(out / "cost.csv", rows)
         parts.append("### Measured cost (seconds and images/s, mean over runs; 2-core CPU)\n\n" + markdown(rows))
