@@ -183,26 +183,30 @@ def full_table(runs: list[dict], datasets: list[str]) -> list[dict[str, Any]]:
 
 
 def cost_table(runs: list[dict]) -> list[dict[str, Any]]:
-    """Measured cost per dataset and method: stage seconds and throughput, means over runs."""
+    """Measured cost per dataset and method: stage seconds and throughput, medians over runs.
+
+    Medians, because a run that shared the CPU with other work is slower for reasons that
+    have nothing to do with the method, and a mean would carry that over.
+    """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
         groups[(r["dataset"], r["method"])].append(r)
 
-    def mean(group, key, digits=1):
+    def median(group, key, digits=1):
         values = [r["timings"].get(key) for r in group if r["timings"].get(key) is not None]
-        return f"{np.mean(values):.{digits}f}" if values else "–"
+        return f"{np.median(values):.{digits}f}" if values else "–"
 
     def mae(group, method, key, digits=1):
-        return "–" if method in _EMBEDDING_FREE else mean(group, key, digits)
+        return "–" if method in _EMBEDDING_FREE else median(group, key, digits)
 
     return [{
         "dataset": dataset, "method": method, "runs": len(group),
         "mae_train_s": mae(group, method, "pretrain_seconds"),
         "mae_img_per_s": mae(group, method, "mae_images_per_second"),
         "embed_s": mae(group, method, "embed_seconds"), "embed_img_per_s": mae(group, method, "embed_images_per_second"),
-        "select_s": mean(group, "select_seconds", 3),
-        "unet_train_s": mean(group, "unet_train_seconds"), "unet_img_per_s": mean(group, "unet_images_per_second"),
-        "inference_img_per_s": mean(group, "inference_images_per_second"),
+        "select_s": median(group, "select_seconds", 3),
+        "unet_train_s": median(group, "unet_train_seconds"), "unet_img_per_s": median(group, "unet_images_per_second"),
+        "inference_img_per_s": median(group, "inference_images_per_second"),
     } for (dataset, method), group in sorted(groups.items())]
 
 
@@ -355,7 +359,7 @@ def render_suite(suite, results: str | Path, out: str | Path) -> str:
                      + markdown(rows, empty="no plain (non-variant) selection runs to diagnose"))
         rows = cost_table(runs)
         write_csv(out / "cost.csv", rows)
-        parts.append("### Measured cost (seconds and images/s, mean over runs; 2-core CPU)\n\n" + markdown(rows))
+        parts.append("### Measured cost (seconds and images/s, median over runs; 2-core CPU)\n\n" + markdown(rows))
     text = "\n".join(parts)
     write_text(out / "tables.md", text)
     return text
