@@ -272,7 +272,9 @@ def test_suite_rejects_overrides_that_would_merge_runs(tmp_path, experiments, me
         load_suite(path)
 
 
-def test_unknown_table_is_an_error_that_lists_the_known_ones(tmp_path):
+@pytest.mark.parametrize("option, value, known", [("--table", "T9", "T2"), ("--dataset", "nope", "syn"),
+                                                  ("--method", "kmeans", "random")])
+def test_unknown_table_is_an_error_that_lists_the_known_ones(tmp_path, option, value, known):
     from click.testing import CliRunner
 
     from xssr.cli import main
@@ -280,8 +282,8 @@ def test_unknown_table_is_an_error_that_lists_the_known_ones(tmp_path):
     folder = make_synthetic_dataset(tmp_path / "d", n_source=2, n_pool=2, n_test=1, size=32)
     experiments = '[[experiments]]\ntable = "T2"\nmethods = ["random"]\nbudgets = [1]\n'
     path = _suite_file(tmp_path, _synthetic_datasets(folder), experiments)
-    outcome = CliRunner().invoke(main, ["bench", "run", str(path), "--table", "T9", "--results", str(tmp_path / "r")])
-    assert outcome.exit_code == 2 and "T9 not in suite 'tiny'; it has: T2" in outcome.output
+    outcome = CliRunner().invoke(main, ["bench", "run", str(path), option, value, "--results", str(tmp_path / "r")])
+    assert outcome.exit_code == 2 and f"{value} not in suite 'tiny'; it has: {known}" in outcome.output
 
 
 def test_selection_cost_reports_a_timeout_as_an_error_row():

@@ -56,29 +56,34 @@ def is_finished(results: Path, spec: RunSpec, inputs_sha1: str | None = None) ->
 
 
 class _CheckedInputs:
-    """One input check per distinct (source, pool, test) of a suite, shared by all its runs."""
+    """One input check and data digest per distinct (source, pool, test) of a suite, shared by its runs."""
 
     GROUPS = ("source", "pool", "test")
 
     def __init__(self):
         self._checked: dict[tuple, _Run] = {}
+        self._digests: dict[tuple, str] = {}
+
+    @staticmethod
+    def _where(spec: RunSpec) -> tuple:
+        d = spec.config.data
+        return d.source, d.pool, d.test, d.data_root
 
     def of(self, spec: RunSpec) -> _Run:
-        d = spec.config.data
-        where = (d.source, d.pool, d.test, d.data_root)
+        where = self._where(spec)
         if where not in self._checked:
             checked = _Run(spec.config, Path("."))  # folder unused: only the inputs are read
             checked.needs(self.GROUPS, masks=["pool", "test"])
             self._checked[where] = checked
+            self._digests[where] = config_fingerprint({g: checked.group_hash(g) for g in self.GROUPS})
         return self._checked[where]
 
     def has(self, spec: RunSpec) -> bool:
-        d = spec.config.data
-        return (d.source, d.pool, d.test, d.data_root) in self._checked
+        return self._where(spec) in self._checked
 
     def digest(self, spec: RunSpec) -> str:
-        checked = self.of(spec)
-        return config_fingerprint({g: checked.group_hash(g) for g in self.GROUPS})
+        self.of(spec)
+        return self._digests[self._where(spec)]
 
 
 def run_suite(
@@ -99,6 +104,7 @@ def run_suite(
     """
     results, work = Path(results), Path(work)
     provenance = {"git_commit": git_commit(), "command": command}  # the code as it was when the sweep started
+    everything = suite.runs()  # for progress.json, which covers the whole suite
     specs = [s for s in suite.runs(tables) if only is None or only(s)]
     inputs = _CheckedInputs()  # every dataset is checked before any run starts
     todo = [s for s in specs if not is_finished(results, s, inputs.digest(s))]
@@ -116,12 +122,12 @@ def run_suite(
             record = {**context.run(spec), "inputs_sha1": inputs.digest(spec), **provenance}
             write_json(result_path(results, spec), record)
             counts["ran"] += 1
-            _write_progress(results, suite, spec, inputs)
+            _write_progress(results, suite, everything, spec, inputs)
     return counts
 
 
-def _write_progress(results: Path, suite: Suite, last: RunSpec, inputs: "_CheckedInputs") -> None:
-    everything = suite.runs()
+def _write_progress(results: Path, suite: Suite, everything: list[RunSpec], last: RunSpec,
+                    inputs: _CheckedInputs) -> None:
     # Data digests are known only for the datasets this sweep checked; others are matched by key.
     done = sum(is_finished(results, s, inputs.digest(s) if inputs.has(s) else None) for s in everything)
     write_json(Path(results) / suite.name / "progress.json", {
