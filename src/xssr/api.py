@@ -203,18 +203,20 @@ class _Run:
         return cached
 
     # ---- stage 1: MAE
+    def _pretrain_groups(self) -> list[str]:
+        return ["source"] + (["pool"] if self.config.pretrain.train_on == "source+pool" else [])
+
     def _pretrain_stage(self) -> Stage:
-        cfg = self.config.pretrain
-        groups = ["source"] + (["pool"] if cfg.train_on == "source+pool" else [])
         return Stage(
             self.out / "pretrain",
-            {"data": self.data_key(), "pretrain": dataclasses.asdict(cfg), "seed": self.config.seed,
-             "inputs": {g: self.group_hash(g, masks=False) for g in groups}},
+            {"data": self.data_key(), "pretrain": dataclasses.asdict(self.config.pretrain),
+             "seed": self.config.seed,
+             "inputs": {g: self.group_hash(g, masks=False) for g in self._pretrain_groups()}},
         )
 
     def pretrain(self) -> Path:
         cfg = self.config.pretrain
-        groups = ["source"] + (["pool"] if cfg.train_on == "source+pool" else [])
+        groups = self._pretrain_groups()
         stage = self._pretrain_stage()
         checkpoint = stage.folder / "mae.pt"
         if stage.is_complete() and checkpoint.exists():
@@ -247,12 +249,15 @@ class _Run:
              "inputs": {g: self.group_hash(g, masks=False) for g in ("source", "pool")}},
         )
 
+    @staticmethod
+    def _embed_done(stage: Stage) -> dict[str, Path] | None:
+        """The embedding files of a complete embed stage, or None."""
+        paths = {g: stage.folder / f"{g}.npy" for g in ("source", "pool")}
+        return paths if stage.is_complete() and all(p.exists() for p in paths.values()) else None
+
     def embeddings_ready(self) -> bool:
         """Whether :meth:`embed` would only read files (no MAE training, no embedding pass)."""
-        if not self._pretrain_stage().is_complete():
-            return False
-        stage = self._embed_stage()
-        return stage.is_complete() and all((stage.folder / f"{g}.npy").exists() for g in ("source", "pool"))
+        return self._pretrain_stage().is_complete() and self._embed_done(self._embed_stage()) is not None
 
     def embed(self) -> dict[str, Path]:
         from xssr.train import embed_batches, load_mae
@@ -260,10 +265,11 @@ class _Run:
 
         checkpoint = self.pretrain()
         stage = self._embed_stage()
-        paths = {g: stage.folder / f"{g}.npy" for g in ("source", "pool")}
-        if stage.is_complete() and all(p.exists() for p in paths.values()):
+        done = self._embed_done(stage)
+        if done is not None:
             logger.info("embed: reusing %s", stage.folder)
-            return paths
+            return done
+        paths = {g: stage.folder / f"{g}.npy" for g in ("source", "pool")}
         started = stage.start()
         model = load_mae(torch.load(checkpoint, map_location="cpu", weights_only=True), self.channels,
                          self.config.pretrain.widths)
