@@ -250,9 +250,13 @@ class _Run:
         )
 
     @staticmethod
-    def _embed_done(stage: Stage) -> dict[str, Path] | None:
+    def _embed_paths(stage: Stage) -> dict[str, Path]:
+        return {g: stage.folder / f"{g}.npy" for g in ("source", "pool")}
+
+    @classmethod
+    def _embed_done(cls, stage: Stage) -> dict[str, Path] | None:
         """The embedding files of a complete embed stage, or None."""
-        paths = {g: stage.folder / f"{g}.npy" for g in ("source", "pool")}
+        paths = cls._embed_paths(stage)
         return paths if stage.is_complete() and all(p.exists() for p in paths.values()) else None
 
     def embeddings_ready(self) -> bool:
@@ -269,7 +273,7 @@ class _Run:
         if done is not None:
             logger.info("embed: reusing %s", stage.folder)
             return done
-        paths = {g: stage.folder / f"{g}.npy" for g in ("source", "pool")}
+        paths = self._embed_paths(stage)
         started = stage.start()
         model = load_mae(torch.load(checkpoint, map_location="cpu", weights_only=True), self.channels,
                          self.config.pretrain.widths)

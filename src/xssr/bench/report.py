@@ -246,11 +246,7 @@ def diagnostics_table(runs: list[dict]) -> list[dict[str, Any]]:
         with_cov = [r for r in group if r["selection"].get("coverage") is not None]
         alphas = [r["selection"]["alpha"] for r in group if r["method"] == "xssr" and r["selection"].get("alpha") is not None]
         aucs = [r["embedding"]["domain_auc"] for r in group if r.get("embedding", {}).get("domain_auc") is not None]
-        # Why auto-alpha lands where it does: coverage at the largest grid alpha (most novelty)
-        # over coverage at the smallest (pure diversity), per xssr run; > 1 means novelty hurts Eq. 9.
-        ratios = [r["selection"]["alpha_curve"][-1][1] / r["selection"]["alpha_curve"][0][1]
-                  for r in group if r["method"] == "xssr" and len(r["selection"].get("alpha_curve") or []) > 1
-                  and r["selection"]["alpha_curve"][0][1] > 0]
+        ratios = [q for q in (_novelty_coverage_ratio(r) for r in group if r["method"] == "xssr") if q is not None]
         # Within each seed only: every seed has its own MAE, whose distances have their own scale.
         by_seed: dict[int, list[dict]] = defaultdict(list)
         for r in with_cov:
@@ -269,6 +265,15 @@ def diagnostics_table(runs: list[dict]) -> list[dict[str, Any]]:
             "domain_auc": f"{np.mean(aucs):.3f}" if aucs else "–",
         })
     return rows
+
+
+def _novelty_coverage_ratio(run: dict) -> float | None:
+    """Why auto-alpha lands where it does: the coverage (Eq. 9) at the largest grid alpha (most
+    novelty) over that at the smallest (pure diversity); above 1, novelty hurts the criterion."""
+    curve = run["selection"].get("alpha_curve") or []
+    if len(curve) < 2 or curve[0][1] <= 0:
+        return None
+    return curve[-1][1] / curve[0][1]
 
 
 def _same_picks(runs: list[dict], a: str, b: str) -> str:
