@@ -291,3 +291,19 @@ def test_selection_cost_reports_a_timeout_as_an_error_row():
 
     row = selection_cost(1000, "xssr", timeout=0.01)
     assert row["method"] == "xssr" and "no result within" in row["error"][0]
+
+
+def test_selection_only_variant_is_paired_with_the_plain_random_arm():
+    from xssr.bench.report import variant_table
+    from xssr.bench.suite import Experiment
+
+    runs = [{**_fake_run("xssr", s, ["a"], dice=0.7 + 0.01 * s), "variant": "alpha0.5",
+             "timings": {"unet_steps": 10, "unet_train_seconds": 1.0}} for s in range(3)]
+    runs += [_fake_run("random", s, ["b"], dice=0.6 + 0.01 * s) for s in range(3)]
+    fixed_alpha = Experiment("A", ("xssr",), (0.05,), ("d",), "alpha0.5", (("select.alpha", 0.5),))
+    (row,) = variant_table(runs, [fixed_alpha])
+    assert row["delta_vs_random"].startswith("+0.1000 [") and row["delta_vs_random"].endswith("(n=3)")
+    # A variant that trains differently is not comparable with the plain random arm.
+    other_training = Experiment("A", ("xssr",), (0.05,), ("d",), "alpha0.5", (("train.steps", 10),))
+    (row,) = variant_table(runs, [other_training])
+    assert row["delta_vs_random"] == "–"

@@ -149,8 +149,18 @@ def budget_table(runs: list[dict], datasets: list[str], methods: list[str], budg
     return rows
 
 
+def _random_reference(index: dict, dataset: str, budget: float, exp) -> list[dict]:
+    """The random runs a variant is compared with: the variant's own, or, when the variant only
+    changes selection settings (so data, MAE and U-Net training are the plain runs'), the plain ones."""
+    own = index.get((dataset, "random", round(budget, 6), exp.variant), [])
+    if own or not all(name.startswith("select.") for name, _ in exp.overrides):
+        return own
+    return index.get((dataset, "random", round(budget, 6), ""), [])
+
+
 def variant_table(runs: list[dict], experiments: list) -> list[dict[str, Any]]:
-    """One row per (dataset, variant, method, budget): Dice over seeds, optimiser steps, train time."""
+    """One row per (dataset, variant, method, budget): Dice over seeds, the paired difference to
+    random where a comparable random arm exists, optimiser steps and train time."""
     index = _index(runs)
     rows = []
     for exp in experiments:
@@ -158,9 +168,12 @@ def variant_table(runs: list[dict], experiments: list) -> list[dict[str, Any]]:
             for method in exp.methods:
                 for budget in exp.budgets:
                     group = index.get((dataset, method, round(budget, 6), exp.variant), [])
+                    reference = _random_reference(index, dataset, budget, exp)
                     rows.append({
                         "dataset": dataset, "variant": exp.variant, "method": method, "budget": f"{budget:g}",
                         "seeds": len(group), "dice": _cell([_dice(r) for r in group]),
+                        "delta_vs_random": "–" if method == "random" or not reference
+                        else _diff_cell(_by_seed(group), _by_seed(reference)),
                         "steps": group[0]["timings"]["unet_steps"] if group else "–",
                         "train_seconds": f"{np.mean([r['timings']['unet_train_seconds'] for r in group]):.0f}"
                         if group else "–",
