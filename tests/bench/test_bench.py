@@ -307,3 +307,14 @@ def test_selection_only_variant_is_paired_with_the_plain_random_arm():
     other_training = Experiment("A", ("xssr",), (0.05,), ("d",), "alpha0.5", (("train.steps", 10),))
     (row,) = variant_table(runs, [other_training])
     assert row["delta_vs_random"] == "–"
+
+
+def test_budget_plot_takes_image_counts_and_is_written_atomically(tmp_path):
+    from xssr.bench.report import _plot_budgets
+
+    runs = [{**_fake_run(m, s, ["a"], dice=0.5 + 0.1 * s), "budget": b} for m in ("xssr", "random")
+            for s in range(2) for b in (3, 6)]
+    path = tmp_path / "T5.png"
+    _plot_budgets(runs, ["d"], ["xssr", "random"], [3, 6], path)  # counts, not shares of the pool
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, no temporary file left behind

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from xssr.metrics.stats import paired_difference
-from xssr.report.io import write_csv, write_text
+from xssr.report.io import atomic_path, write_csv, write_text
 
 #: XSSR paper (shared/papers/000_9616efd9f321ea97.txt), for comparison only. Its data differ from
 #: ours (see docs/benchmarks.md), so these are context, not targets.
@@ -389,7 +389,12 @@ def _plot_budgets(runs, datasets, methods, budgets, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import NullFormatter
+
     index = _index(runs)
+    # Budgets below 1 are shares of the pool, the others image counts (as in the suite files).
+    as_share = all(b < 1 for b in budgets)
+    ticks = sorted({100 * b if as_share else b for b in budgets})
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.5), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         for method in methods:
@@ -397,7 +402,7 @@ def _plot_budgets(runs, datasets, methods, budgets, path: Path) -> None:
             for b in budgets:
                 values = [_dice(r) for r in index.get((dataset, method, round(b, 6), ""), [])]
                 if values:
-                    xs.append(100 * b)
+                    xs.append(100 * b if as_share else b)
                     means.append(np.mean(values))
                     stds.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
             if xs:
@@ -406,14 +411,16 @@ def _plot_budgets(runs, datasets, methods, budgets, path: Path) -> None:
         if full:
             ax.axhline(np.mean(full), color="grey", linestyle="--", label="full")
         ax.set_xscale("log")
-        ax.set_xlabel("annotated share of the pool (%)")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())  # log-axis minor labels overlap the budgets
+        ax.set_xlabel("annotated share of the pool (%)" if as_share else "annotated images")
         ax.set_ylabel("test Dice")
         ax.set_title(dataset)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 
