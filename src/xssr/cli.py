@@ -284,9 +284,10 @@ def bench_report(suite, results, out, docs) -> None:
     from xssr.bench.report import update_docs
 
     loaded = load_suite(_suite_path(suite))
-    text = render_suite(loaded, results, out or Path(results) / loaded.name / "report")
+    out = out or Path(results) / loaded.name / "report"
+    text = render_suite(loaded, results, out)
     if docs:
-        update_docs(docs, loaded.name, text)
+        update_docs(docs, loaded.name, text, figures=out)
     click.echo(text)
 
 

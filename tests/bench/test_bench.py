@@ -318,3 +318,11 @@ def test_budget_plot_takes_image_counts_and_is_written_atomically(tmp_path):
     _plot_budgets(runs, ["d"], ["xssr", "random"], [3, 6], path)  # counts, not shares of the pool
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically, no temporary file left behind
+
+
+def test_docs_block_links_report_figures_relative_to_the_docs_file(tmp_path):
+    from xssr.bench.report import update_docs
+
+    docs = tmp_path / "docs" / "b.md"
+    update_docs(docs, "cxr", "### T5\n\n![T5: Dice](T5.png)", figures=tmp_path / "results" / "cxr" / "report")
+    assert "![T5: Dice](../results/cxr/report/T5.png)" in docs.read_text()

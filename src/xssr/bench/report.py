@@ -8,6 +8,8 @@ initialisation and batch order) with a t-based 95 % confidence interval.
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable
@@ -351,17 +353,19 @@ def render_suite(suite, results: str | Path, out: str | Path) -> str:
         if exp.variant:
             continue
         datasets = list(exp.datasets)
+        rows_note = ""
         if exp.table.startswith("T3"):
             rows = site_table(runs, datasets[0], list(exp.methods), exp.budgets[0])
         elif exp.table.startswith("T5"):
             rows = budget_table(runs, datasets, list(exp.methods), list(exp.budgets))
             _plot_budgets(runs, datasets, list(exp.methods), list(exp.budgets), out / f"{exp.table}.png")
+            rows_note = f"\n\n![{exp.table}: test Dice against budget, mean ± std over seeds]({exp.table}.png)"
         else:
             paper = PAPER_T4 if exp.table.startswith("T4") else PAPER_T2
             rows = [r for b in exp.budgets
                     for r in method_table(runs, datasets, list(exp.methods), b, exp.variant, paper)]
         write_csv(out / f"{exp.table}.csv", rows)
-        parts.append(f"### {exp.table}\n\n{markdown(rows)}")
+        parts.append(f"### {exp.table}\n\n{markdown(rows)}{rows_note}")
     if runs:
         rows = diagnostics_table(runs)
         write_csv(out / "diagnostics.csv", rows)
@@ -424,9 +428,17 @@ def _plot_budgets(runs, datasets, methods, budgets, path: Path) -> None:
     plt.close(fig)
 
 
-def update_docs(path: str | Path, suite_name: str, text: str, command: str | None = None) -> Path:
-    """Replace the generated block of ``suite_name`` in a Markdown file (appended when absent)."""
+def update_docs(path: str | Path, suite_name: str, text: str, command: str | None = None,
+                figures: str | Path | None = None) -> Path:
+    """Replace the generated block of ``suite_name`` in a Markdown file (appended when absent).
+
+    ``figures``: the folder the report's images were written to; their links, relative to that
+    folder in ``text``, are rewritten to be relative to the Markdown file.
+    """
     path = Path(path)
+    if figures is not None:
+        prefix = Path(os.path.relpath(Path(figures).resolve(), path.resolve().parent)).as_posix()
+        text = re.sub(r"\]\(([^/)]+\.png)\)", lambda m: f"]({prefix}/{m.group(1)})", text)
     begin, end = f"<!-- BEGIN generated: {suite_name} -->", f"<!-- END generated: {suite_name} -->"
     command = command or f"xssr bench report {suite_name}"
     block = f"{begin}\n<!-- written by `{command} --docs {path.as_posix()}`; do not edit -->\n\n{text}\n{end}"
