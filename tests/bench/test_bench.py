@@ -240,6 +240,7 @@ def test_diagnostics_explain_the_chosen_alpha():
     assert row["coverage_max_over_min_alpha"] == "1.25 (1/2 > 1)"  # median of 2.0 and 0.5
     assert row["same_picks_as_no_novelty"] == "1/2"
     assert row["xssr_alphas"] == "0, 0"
+    assert row["spearman_coverage_vs_dice"] == "–"  # 2-3 selections per seed rank nothing
 
 
 def test_resumed_random_run_still_gets_coverage_and_progress_counts_the_whole_suite(tmp_path):

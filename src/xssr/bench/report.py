@@ -43,6 +43,11 @@ PAPER_T1 = {name: table["full"] for name, table in PAPER_T2.items()}
 _EMBEDDING_FREE = ("random", "stratified-random", "full")
 
 
+# A rank correlation over 3 or 4 selections can only be one of a few coarse values (±1, ±0.5, ...),
+# which reads as signal when it is not; with fewer runs in a seed the cell stays empty.
+MIN_RUNS_FOR_RANK_CORRELATION = 5
+
+
 def load_runs(results: str | Path, suite) -> list[dict[str, Any]]:
     """Finished runs of ``suite`` whose key matches its current definition.
 
@@ -267,7 +272,7 @@ def diagnostics_table(runs: list[dict]) -> list[dict[str, Any]]:
         for r in with_cov:
             by_seed[int(r["seed"])].append(r)
         rhos = [rank_correlation([r["selection"]["coverage"] for r in rs], [_dice(r) for r in rs])
-                for rs in by_seed.values() if len(rs) >= 3]
+                for rs in by_seed.values() if len(rs) >= MIN_RUNS_FOR_RANK_CORRELATION]
         rhos = [rho for rho in rhos if np.isfinite(rho)]
         rows.append({
             "dataset": dataset, "budget": f"{budget:g}", "runs_with_coverage": len(with_cov),
@@ -359,7 +364,7 @@ def render_suite(suite, results: str | Path, out: str | Path) -> str:
         elif exp.table.startswith("T5"):
             rows = budget_table(runs, datasets, list(exp.methods), list(exp.budgets))
             _plot_budgets(runs, datasets, list(exp.methods), list(exp.budgets), out / f"{exp.table}.png")
-            rows_note = f"\n\n![{exp.table}: test Dice against budget, mean ± std over seeds]({exp.table}.png)"
+            rows_note = f"\n![{exp.table}: test Dice against budget, mean ± std over seeds]({exp.table}.png)\n"
         else:
             paper = PAPER_T4 if exp.table.startswith("T4") else PAPER_T2
             rows = [r for b in exp.budgets
@@ -371,7 +376,8 @@ def render_suite(suite, results: str | Path, out: str | Path) -> str:
         write_csv(out / "diagnostics.csv", rows)
         parts.append("### Selection diagnostics\n\nSpearman correlation between a selection's coverage "
                      "(Eq. 9; lower is better for XSSR) and its test Dice, over the runs of one seed that "
-                     "have embeddings (all share that seed's MAE); the median over seeds, then each seed's: "
+                     "have embeddings (all share that seed's MAE), in seeds with at least 5 such runs; "
+                     "the median over seeds, then each seed's: "
                      "negative supports the coverage criterion. Domain AUC: a linear classifier telling "
                      "source from target MAE embeddings (0.5 = no separation). "
                      "`coverage_max_over_min_alpha`: median over xssr runs of the coverage at the largest "
