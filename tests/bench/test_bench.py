@@ -327,3 +327,29 @@ def test_docs_block_links_report_figures_relative_to_the_docs_file(tmp_path):
     docs = tmp_path / "docs" / "b.md"
     update_docs(docs, "cxr", "### T5\n\n![T5: Dice](T5.png)", figures=tmp_path / "results" / "cxr" / "report")
     assert "![T5: Dice](../results/cxr/report/T5.png)" in docs.read_text()
+
+
+def _site_run(method, seed, per_site, picked):
+    return {"dataset": "ms", "method": method, "budget": 1.0 if method == "full" else 0.05, "variant": "",
+            "seed": seed, "dice": {"per_site": {s: {"mean": v} for s, v in per_site.items()}},
+            "selected_sites": picked}
+
+
+def test_site_table_gives_each_site_its_share_of_full_data_and_paired_delta():
+    from xssr.bench.report import site_table
+
+    runs = [
+        _site_run("full", 0, {"a": 0.9, "b": 0.8}, {"a": 6, "b": 2}),
+        _site_run("full", 1, {"a": 0.9, "b": 0.8}, {"a": 6, "b": 2}),
+        _site_run("xssr", 0, {"a": 0.81, "b": 0.4}, {"a": 1}),
+        _site_run("xssr", 1, {"a": 0.81, "b": 0.6}, {"a": 1}),
+        _site_run("random", 0, {"a": 0.72, "b": 0.5}, {"b": 1}),
+        _site_run("random", 1, {"a": 0.72, "b": 0.5}, {"b": 1}),
+    ]
+    rows = {(r["method"], r["site"]): r for r in site_table(runs, "ms", ["full", "xssr", "random"], 0.05)}
+    assert rows["xssr", "a"]["pct_full"] == "90.0%" and rows["xssr", "b"]["pct_full"] == "62.5%"
+    assert rows["full", "b"]["pct_full"] == "100.0%" and rows["random", "a"]["pct_full"] == "80.0%"
+    assert rows["xssr", "a"]["delta_vs_random"].startswith("+0.0900")
+    assert rows["xssr", "b"]["picked_from_site"] == "0.0" and rows["random", "b"]["picked_from_site"] == "1.0"
+    no_full = site_table([r for r in runs if r["method"] != "full"], "ms", ["xssr"], 0.05)
+    assert {r["pct_full"] for r in no_full} == {"–"}

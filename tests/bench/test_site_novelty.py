@@ -36,3 +36,17 @@ def test_index_that_does_not_match_the_embeddings_is_named(tmp_path):
     folder = _seed_folder(tmp_path, [[1, 0], [3, 0]], ["a"])
     with pytest.raises(SystemExit, match="pool_index.csv: 1 rows for 2 embeddings"):
         _load().site_novelty(folder)
+
+
+def test_prints_one_row_per_seed(tmp_path, monkeypatch, capsys):
+    _seed_folder(tmp_path, [[1, 0], [0, 4]], ["a", "b"])
+    monkeypatch.setattr("sys.argv", ["site_novelty.py", str(tmp_path)])
+    _load().main()
+    assert capsys.readouterr().out.splitlines() == ["| seed | a | b |", "|---|---|---|", "| s0 | 1.000 | 4.000 |"]
+
+
+def test_cache_without_embeddings_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "abc_s0" / "pretrain").mkdir(parents=True)  # MAE trained, nothing embedded yet
+    monkeypatch.setattr("sys.argv", ["site_novelty.py", str(tmp_path)])
+    with pytest.raises(SystemExit, match="no seed folder with cached embeddings; run the suite first"):
+        _load().main()

@@ -120,25 +120,34 @@ def method_table(runs: list[dict], datasets: list[str], methods: list[str], budg
                 "dataset": dataset, "method": method, "seeds": len(values),
                 "n_train": group[0]["n_train"] if group else "",
                 "dice": _cell(values),
-                "pct_full": f"{100 * np.mean(values) / full_mean:.1f}%" if values and full_mean else "–",
+                "pct_full": _pct_full(values, full_mean),
                 "delta_vs_random": "–" if method in ("random", "full") else _diff_cell(_by_seed(group), random_runs),
                 "paper": paper.get(method, "–") if abs(budget - 0.05) < 1e-9 or method == "full" else "–",
             })
     return rows
 
 
+def _pct_full(values: list[float], full_mean: float | None) -> str:
+    return f"{100 * np.mean(values) / full_mean:.1f}%" if values and full_mean else "–"
+
+
 def site_table(runs: list[dict], dataset: str, methods: list[str], budget: float) -> list[dict[str, Any]]:
-    """Per-site Dice (T3): one row per method and test site."""
+    """Per-site Dice (T3): one row per method and test site, with its share of that site's full-data Dice."""
     index = _index(runs)
     rows = []
     sites = sorted({s for r in runs if r["dataset"] == dataset for s in r["dice"]["per_site"]})
+    full_group = index.get((dataset, "full", 1.0, ""), [])
+    full_by_site = {site: float(np.mean([_dice(r, site) for r in full_group])) if full_group else None
+                    for site in sites}
+    random_group = index.get((dataset, "random", round(budget, 6), ""), [])
     for method in methods:
         group = index.get((dataset, method, 1.0 if method == "full" else round(budget, 6), ""), [])
-        random_group = index.get((dataset, "random", round(budget, 6), ""), [])
         for site in sites:
             picked = [r["selected_sites"].get(site, 0) for r in group]
+            values = [_dice(r, site) for r in group]
             rows.append({
-                "method": method, "site": site, "seeds": len(group), "dice": _cell([_dice(r, site) for r in group]),
+                "method": method, "site": site, "seeds": len(group), "dice": _cell(values),
+                "pct_full": _pct_full(values, full_by_site[site]),
                 "delta_vs_random": "–" if method in ("random", "full") else
                 _diff_cell(_by_seed(group, site), _by_seed(random_group, site)),
                 "picked_from_site": f"{np.mean(picked):.1f}" if picked else "–",
