@@ -137,11 +137,13 @@ def test_lockstep_rows_equal_single_alpha_runs(seed):
     for a in DEFAULT_ALPHA_GRID:
         single = select(P, S, budget=15, alpha=float(a), backend="numpy")
         assert single.alpha_curve == []
-        assert single.coverage == curve[a]  # bit for bit
+        # The two paths run different BLAS calls, whose rounding depends on the processor's
+        # kernels: equal to rounding, not bit for bit. The picks themselves must agree.
+        assert single.coverage == pytest.approx(curve[a], rel=1e-12)
         if a == auto.alpha:
             np.testing.assert_array_equal(single.indices, auto.indices)
             for name, values in single.components.items():
-                np.testing.assert_array_equal(values, auto.components[name])
+                np.testing.assert_allclose(values, auto.components[name], rtol=1e-9, atol=1e-12, err_msg=name)
     coverages = np.array([c for _, c in auto.alpha_curve])
     assert auto.alpha == DEFAULT_ALPHA_GRID[np.argmin(coverages)]
     assert auto.coverage == coverages.min()

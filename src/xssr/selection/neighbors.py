@@ -243,9 +243,9 @@ def distances_from_rows(X: np.ndarray, sq_norms: np.ndarray, rows: np.ndarray) -
     """
     rows = np.asarray(rows, dtype=np.int64)
     # A one-row product goes to BLAS gemv, whose rounding differs from gemm's. Padding to
-    # two rows keeps each row's result bitwise identical however many rows are requested
-    # (checked with OpenBLAS), so a single-alpha greedy run reproduces its row of the
-    # lockstep run exactly instead of diverging on a near-tie.
+    # two rows keeps a single-alpha greedy run closer to its row of the lockstep run. It is
+    # not a bitwise guarantee: gemm's blocking, and so its rounding, depends on the row
+    # count and on the processor's kernels, so the two agree to rounding only.
     padded = rows if rows.size >= 2 else np.repeat(rows, 2)
     dist = X[padded] @ X.T
     dist *= -2.0
