@@ -13,11 +13,11 @@ the suite. This is the embedding-space counterpart of the paper's "shift" column
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
 
+from xssr.report.io import read_csv
 from xssr.selection.neighbors import nearest_distance
 
 
@@ -25,8 +25,7 @@ def site_novelty(seed_folder: Path) -> dict[str, float]:
     """Median novelty of each site's pool images, from one seed's cached embeddings."""
     embed = seed_folder / "embed"
     pool, source = np.load(embed / "pool.npy"), np.load(embed / "source.npy")
-    with open(embed / "pool_index.csv", newline="") as f:
-        sites = np.array([row["site"] for row in csv.DictReader(f)])
+    sites = np.array([row["site"] for row in read_csv(embed / "pool_index.csv")])
     if len(sites) != len(pool):
         raise SystemExit(f"{embed / 'pool_index.csv'}: {len(sites)} rows for {len(pool)} embeddings")
     novelty = nearest_distance(pool, source)

@@ -37,10 +37,10 @@ from xssr.data import (
     make_synthetic_dataset,
 )
 from xssr.metrics import dice_per_image, summarise_dice
-from xssr.report.io import read_csv, write_csv, write_json, save_array
+from xssr.report.io import check_writable_folder, read_csv, write_csv, write_json, save_array
 from xssr.report.provenance import config_fingerprint, environment
 from xssr.report.stages import Stage
-from xssr.selection import SelectionResult
+from xssr.selection import SelectionResult, resolve_budget
 from xssr.selection import select as _select_core
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,12 @@ def _progress(enabled: bool, desc: str, total: int):
     return update
 
 
+_MISSING_GROUP_HINTS = {
+    "test": " (annotated target images to measure Dice on): give --test, or, to choose the images to annotate "
+            "without measuring, use `xssr select` (checked alone by `xssr validate --stage select`)",
+}
+
+
 class _Run:
     """One run folder: resolved inputs, their check, cached arrays and the stages."""
 
@@ -118,6 +124,13 @@ class _Run:
         self._channels: int | None = None
         # Taken now, not when the manifest is written: the code that runs is the code at the start.
         self.environment = environment()
+        self._announced: set[str] = set()
+
+    def _reuse(self, stage: Stage) -> None:
+        # Later stages pull their upstream again for every method: say "reused" once per stage.
+        if stage.label not in self._announced:
+            self._announced.add(stage.label)
+            stage.reuse()
 
     # ---- inputs
     def needs(self, groups: Sequence[str], masks: Sequence[str] = ()) -> None:
@@ -126,7 +139,8 @@ class _Run:
         problems = []
         for group in groups:
             if not specs[group]:
-                problems.append(f"data.{group} is not set, but this step needs the {group} images")
+                problems.append(f"data.{group} is not set, but this step needs the {group} images"
+                                + _MISSING_GROUP_HINTS.get(group, ""))
         if problems:
             raise ValueError("Missing inputs:\n  " + "\n  ".join(problems))
         spec_problems = []
@@ -209,7 +223,8 @@ class _Run:
     def _pretrain_stage(self) -> Stage:
         return Stage(
             self.out / "pretrain",
-            {"data": self.data_key(), "pretrain": dataclasses.asdict(self.config.pretrain),
+            name="pretrain",
+            inputs={"data": self.data_key(), "pretrain": dataclasses.asdict(self.config.pretrain),
              "seed": self.config.seed,
              "inputs": {g: self.group_hash(g, masks=False) for g in self._pretrain_groups()}},
         )
@@ -220,7 +235,7 @@ class _Run:
         stage = self._pretrain_stage()
         checkpoint = stage.folder / "mae.pt"
         if stage.is_complete() and checkpoint.exists():
-            logger.info("pretrain: reusing %s", checkpoint)
+            self._reuse(stage)
             return checkpoint
         started = stage.start()
         images = np.concatenate([self.arrays(g, with_masks=False)[0] for g in groups])
@@ -245,7 +260,8 @@ class _Run:
         pre = Stage(self.out / "pretrain", {})
         return Stage(
             self.out / "embed",
-            {"pretrain": _read_fingerprint(pre.manifest_path), "data": self.data_key(),
+            name="embed",
+            inputs={"pretrain": _read_fingerprint(pre.manifest_path), "data": self.data_key(),
              "inputs": {g: self.group_hash(g, masks=False) for g in ("source", "pool")}},
         )
 
@@ -271,7 +287,7 @@ class _Run:
         stage = self._embed_stage()
         done = self._embed_done(stage)
         if done is not None:
-            logger.info("embed: reusing %s", stage.folder)
+            self._reuse(stage)
             return done
         paths = self._embed_paths(stage)
         started = stage.start()
@@ -308,12 +324,14 @@ class _Run:
             paths, upstream = None, self.group_hash("pool", masks=False)
         stage = Stage(
             self.out / "select" / method,
-            {"method": method, "upstream": upstream,
+            name=f"select/{method}",
+            inputs={"method": method, "upstream": upstream,
              "settings": {} if method == "full" else method_settings(method, s),
              "seed": self.config.seed},
         )
         csv_path = stage.folder / "selection.csv"
         if stage.is_complete() and csv_path.exists():
+            self._reuse(stage)
             return csv_path
         started = stage.start()
         if method == "full":
@@ -346,15 +364,20 @@ class _Run:
             # Pick order is kept: it decides the batches. The threshold only matters when evaluating.
             {"train": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threshold"}, "data": self.data_key(),
              "seed": self.config.seed, "images": [(k, *self.record_hash(k)) for k in keys]},
+            name=f"train/{method}",
         )
         checkpoint = stage.folder / "unet.pt"
         if stage.is_complete() and checkpoint.exists():
+            self._reuse(stage)
             return checkpoint
         records = [self.records["pool"][i] for i in chosen]
-        unannotated = [r for r in records if r.mask is None]
+        # A manifest may name the mask files before they are drawn; the input check lets a
+        # missing one pass for stages that need no masks, so it is caught here.
+        unannotated = [r for r in records if r.mask is None or not r.mask.is_file()]
         if unannotated:
             # Checked before the stage starts, so no half-trained model is left behind.
-            raise InputError([(r.label, f"selected for annotation by '{method}' but has no mask yet")
+            raise InputError([(r.label, f"selected for annotation by '{method}' but has no mask yet"
+                               + (f" ({r.mask} does not exist)" if r.mask is not None else ""))
                               for r in unannotated])
         started = stage.start()
         d = self.config.data
@@ -384,13 +407,15 @@ class _Run:
         train_manifest = train_stage.manifest_path
         stage = Stage(
             self.out / "evaluate" / method,
-            {"train": _read_fingerprint(train_manifest), "test": self.group_hash("test"),
+            name=f"evaluate/{method}",
+            inputs={"train": _read_fingerprint(train_manifest), "test": self.group_hash("test"),
              "threshold": self.config.train.threshold, "data": self.data_key()},
         )
         metrics_path = stage.folder / "metrics.json"
         if stage.is_complete() and metrics_path.exists():
             from xssr.report.io import read_json
 
+            self._reuse(stage)
             return read_json(metrics_path)
         started = stage.start()
         from xssr.train import load_unet, predict_probabilities
@@ -497,11 +522,29 @@ def _groups_for(config: RunConfig, stage: str) -> tuple[list[str], list[str]]:
     return (["source", "pool", "test"] if embeds else ["pool", "test"]), pool_masks + ["test"]
 
 
+#: Stages whose commands select, and so need a budget the pool can meet.
+_SELECTING_STAGES = ("select", "train", "run")
+
+
+def _check_budget(run_: _Run) -> None:
+    """A budget the pool cannot meet is an input error, found before any stage runs."""
+    if all(m == "full" for m in run_.config.select.methods):
+        return
+    budget, n_pool = run_.config.select.budget, len(run_.records["pool"])
+    try:
+        resolve_budget(budget, n_pool)
+    except ValueError:
+        raise InputError([("select.budget", f"asks for {budget:g} images, but the pool "
+                           f"({run_.config.data.pool}) has only {n_pool}")]) from None
+
+
 def validate(config: RunConfig, *, stage: str = "run") -> InputSummary:
     """Check every input the given stage would read; raises ``InputError`` listing all problems."""
     run_ = _Run(config, ".")
     groups, masks = _groups_for(config, stage)
     run_.needs(groups, masks)
+    if stage in _SELECTING_STAGES:
+        _check_budget(run_)
     return run_.summary
 
 
@@ -570,9 +613,54 @@ def select_embeddings(
     return _select_core(pool_embeddings, source_embeddings, random_state=seed, **method_settings(method, s))
 
 
+def select_embedding_files(
+    pool_path: str | Path,
+    source_path: str | Path | None,
+    out: str | Path,
+    config: RunConfig,
+    *,
+    method: str = "xssr",
+) -> tuple[SelectionResult, Path]:
+    """Select from ``.npy`` embeddings made by any model and write ``OUT/selection.csv``.
+
+    Both files are checked (readable .npy, 2-D numeric, finite, the same width, a budget
+    the pool can meet) before anything is written; problems name the file and its flag.
+    """
+    from xssr.data.embeddings import read_embeddings
+
+    check_writable_folder(out)
+    problems, arrays = [], {}
+    for name, path, flag in (("pool", pool_path, "--pool-embeddings"),
+                             ("source", source_path, "--source-embeddings")):
+        if path is None:
+            continue
+        try:
+            arrays[name] = read_embeddings(path)
+        except InputError as error:
+            problems += [(f"{label} ({flag})", reason) for label, reason in error.problems]
+    if "pool" in arrays and "source" in arrays and arrays["pool"].shape[1] != arrays["source"].shape[1]:
+        problems.append((f"{source_path} (--source-embeddings)",
+                         f"has {arrays['source'].shape[1]} features per row, but the pool embeddings "
+                         f"{pool_path} have {arrays['pool'].shape[1]}"))
+    if "pool" in arrays:
+        try:
+            resolve_budget(config.select.budget, len(arrays["pool"]))
+        except ValueError:
+            problems.append(("select.budget", f"asks for {config.select.budget:g} images, but {pool_path} "
+                             f"has only {len(arrays['pool'])} rows"))
+    if problems:
+        raise InputError(problems)
+    s = config.select
+    result = select_embeddings(arrays["pool"], arrays.get("source"), method=method, budget=s.budget,
+                               alpha=s.alpha, beta=s.beta, k=s.k, alpha_grid=s.alpha_grid, metric=s.metric,
+                               seed=config.seed)
+    return result, write_selection(Path(out), result)
+
+
 def demo(out: str | Path, *, progress: bool = False, seed: int = 0) -> RunResult:
     """Make a small SYNTHETIC two-domain set under OUT/data and run the whole pipeline on it."""
     out = Path(out)
+    check_writable_folder(out)
     manifest = make_synthetic_dataset(out / "data", n_source=60, n_pool=100, n_test=40, seed=seed)
     config = demo_config(manifest, seed)
     return run(config, out, progress=progress)
@@ -595,9 +683,12 @@ def demo_config(manifest: Path, seed: int = 0) -> RunConfig:
 
 
 def _open(config: RunConfig, out: str | Path, stage: str, progress: bool) -> _Run:
+    check_writable_folder(out)
     run_ = _Run(config, out, progress=progress)
     groups, masks = _groups_for(config, stage)
     run_.needs(groups, masks)  # everything is checked before any output is written
+    if stage in _SELECTING_STAGES:
+        _check_budget(run_)
     run_.out.mkdir(parents=True, exist_ok=True)
     write_json(run_.out / "config.json", config.to_dict())
     return run_

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 
 from xssr import api
 from xssr.config import METHODS, RunConfig, apply_overrides, check_config, load_config
@@ -66,14 +65,22 @@ def _build_config(config_path, preset, source, pool, test, data_root, methods, b
 
 
 def _errors_to_exit(func):
-    """Turn input and configuration errors into a readable message and exit code 2."""
+    """Turn input, configuration and file-system errors into a readable message and exit code 2.
+
+    A user's mistake (a bad file, a setting, a folder that cannot be written) never shows a
+    traceback; a bug still does.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (ValueError, TypeError, FileNotFoundError) as error:
+        except (ValueError, TypeError) as error:
             click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            click.echo(f"error: {where}{error.strerror or error}", err=True)
             sys.exit(2)
 
     return wrapper
@@ -90,6 +97,20 @@ def main(verbose: int) -> None:
     """xssr: choose which target-domain images to annotate, train a U-Net on them, measure Dice."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    _show_stage_lines()
+
+
+def _show_stage_lines() -> None:
+    """One plain line per stage on stderr at every verbosity, terminal or log file."""
+    from xssr.report.stages import stage_log
+
+    for handler in list(stage_log.handlers):  # main() runs once per invocation in tests
+        stage_log.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    stage_log.addHandler(handler)
+    stage_log.setLevel(logging.INFO)
+    stage_log.propagate = False
 
 
 no_progress_option = click.option("--no-progress", is_flag=True, help="Hide progress bars.")
@@ -135,9 +156,9 @@ def embed(out, no_progress, **options) -> None:
 @_config_options
 @out_option
 @no_progress_option
-@click.option("--pool-embeddings", type=click.Path(exists=True, dir_okay=False),
+@click.option("--pool-embeddings", type=click.Path(),
               help="Select from this (n_pool, d) .npy instead of running the MAE.")
-@click.option("--source-embeddings", type=click.Path(exists=True, dir_okay=False),
+@click.option("--source-embeddings", type=click.Path(),
               help="(n_source, d) .npy of source embeddings (for novelty).")
 @click.option("--method", default="xssr", show_default=True, help="With --pool-embeddings: the method to run.")
 @click.option("--alpha", default=None, help="'auto' (default) or a fixed novelty weight in [0, 1].")
@@ -151,28 +172,22 @@ def select(out, no_progress, pool_embeddings, source_embeddings, method, alpha, 
     if beta is not None:
         extra.append(f"select.beta={beta}")
     config = _build_config(settings=tuple(extra), **options)
+    if source_embeddings and not pool_embeddings:
+        raise click.UsageError("--source-embeddings needs --pool-embeddings.")
     if pool_embeddings:
-        pool = _load_embeddings(pool_embeddings)
-        source = _load_embeddings(source_embeddings) if source_embeddings else None
-        s = config.select
-        result = api.select_embeddings(pool, source, method=method, budget=s.budget, alpha=s.alpha, beta=s.beta,
-                                       k=s.k, alpha_grid=s.alpha_grid, metric=s.metric, seed=config.seed)
-        path = api.write_selection(Path(out), result)
+        result, path = api.select_embedding_files(pool_embeddings, source_embeddings, out, config, method=method)
         click.echo(f"{method}: {len(result.indices)} selected" +
-                   (f", alpha={result.alpha:g}" if result.alpha is not None else "") + f" -> {path}")
+                   (f", alpha={result.alpha:g}" if result.alpha is not None else ""))
+        click.echo(f"to annotate: {path}")
         return
     for method_name, path in api.select(config, out, progress=_show_progress(no_progress)).items():
-        click.echo(f"{method_name}: {path}")
+        click.echo(f"to annotate ({method_name}): {path}")
 
 
-def _load_embeddings(path: str) -> np.ndarray:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: cannot read as a .npy array ({error}).") from None
-    if array.ndim != 2:
-        raise ValueError(f"{path}: expected a 2-D (n_samples, n_features) array, got shape {array.shape}.")
-    return array
+def _echo_selections(result: api.RunResult) -> None:
+    for method, path in result.selections.items():
+        if method != "full":
+            click.echo(f"to annotate ({method}): {path}")
 
 
 @main.command()
@@ -206,6 +221,7 @@ def run(out, no_progress, **options) -> None:
     """The whole pipeline for every method: pretrain, embed, select, train, evaluate."""
     result = api.run(_build_config(**options), out, progress=_show_progress(no_progress))
     click.echo(result.table())
+    _echo_selections(result)
     click.echo(f"results in {result.out}")
 
 
@@ -219,6 +235,7 @@ def demo(out, seed, no_progress) -> None:
     click.echo("Running on SYNTHETIC demo data (generated, not medical images).")
     result = api.demo(out, seed=seed, progress=_show_progress(no_progress))
     click.echo(result.table())
+    _echo_selections(result)
     click.echo(f"results in {result.out} (synthetic data)")
 
 

@@ -7,6 +7,7 @@ Typical use::
     images, _ = load_arrays(records, size=256, channels=1, normalize="minmax")
 """
 
+from .embeddings import read_embeddings
 from .preprocess import (
     NORMALIZATIONS,
     infer_channels,
@@ -52,6 +53,7 @@ __all__ = [
     "parse_spec",
     "prepare_image",
     "prepare_mask",
+    "read_embeddings",
     "read_image",
     "read_mask",
     "read_volume",

@@ -85,6 +85,8 @@ def _check_file(path: Path) -> str:
         raise ImageReadError(path, "file not found")
     if not path.is_file():
         raise ImageReadError(path, "is a folder, expected an image file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "file is empty (0 bytes)")
     return suffix
 
 
@@ -98,17 +100,19 @@ def _pillow_array(img) -> np.ndarray:
         return np.asarray(img)
     if mode in ("LA", "La"):
         return np.asarray(img.getchannel(0))
-    if mode in ("P", "PA"):
-        rgb = np.asarray(img.convert("RGB"))
-        # A palette of greys is a grayscale image; keeping it (H, W) avoids
-        # telling the model it sees colour when it does not.
-        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
-            return rgb[..., 0]
-        return rgb
     if mode == "RGB":
         return np.asarray(img)
-    # RGBA/RGBa/RGBX drop the 4th band; CMYK/YCbCr/LAB/HSV are converted to RGB.
-    return np.asarray(img.convert("RGB"))
+    # Palette images and RGBA/RGBa/RGBX (4th band dropped) are read as RGB, but when all
+    # three bands are equal the picture is grey: one grey RGBA file among grey PNGs must
+    # not switch the whole run to 3-channel models. CMYK/YCbCr/LAB/HSV are converted too.
+    rgb = np.asarray(img.convert("RGB"))
+    if mode in ("P", "PA", "RGBA", "RGBa", "RGBX") and _bands_equal(rgb):
+        return rgb[..., 0]
+    return rgb
+
+
+def _bands_equal(rgb: np.ndarray) -> bool:
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]))
 
 
 def _pillow_stack(path: Path) -> np.ndarray:

@@ -10,7 +10,8 @@ PATH is a manifest CSV, or a folder (with ``manifest.csv``, or ``images/`` and
 whose value is listed), ``n`` (seeded random sample of that many records), ``seed``
 (default 0), ``rest`` (instead of the ``n`` sample, a seeded sample of ``rest`` records
 from those the ``n`` sample left out, or ``all`` of them: a validation split that can
-never overlap the pool) and ``slices`` (``all`` or ``foreground``).
+never overlap the pool), ``slices`` (``all`` or ``foreground``) and ``paths`` (``inside``,
+the default: a manifest's image and mask paths must stay inside its folder; ``any``).
 
 Nothing here opens image pixels except ``slices=foreground`` (which reads masks of
 volumes); broken or missing files are kept as records so that
@@ -41,8 +42,10 @@ from .records import ImageRecord, record_order
 logger = logging.getLogger(__name__)
 
 DATA_ROOT_ENV = "XSSR_DATA_ROOT"
-SPEC_KEYS = ("site", "split", "n", "seed", "rest", "slices")
+SPEC_KEYS = ("site", "split", "n", "seed", "rest", "slices", "paths")
 SLICE_MODES = ("all", "foreground")
+#: Where a manifest's image and mask paths may point: inside the manifest's folder, or anywhere.
+PATH_MODES = ("inside", "any")
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("image", "mask", "site", "case_id", "split")
 
@@ -72,6 +75,7 @@ class DataSpec:
     seed: int = 0
     rest: int | str | None = None
     slices: str = "all"
+    paths: str = "inside"
 
     def __str__(self) -> str:
         parts = []
@@ -87,6 +91,8 @@ class DataSpec:
             parts.append(f"rest={self.rest}")
         if self.slices != "all":
             parts.append(f"slices={self.slices}")
+        if self.paths != "inside":
+            parts.append(f"paths={self.paths}")
         return self.path + ("#" + "&".join(parts) if parts else "")
 
 
@@ -159,6 +165,13 @@ def parse_spec(text: str | os.PathLike | DataSpec) -> DataSpec:
                 f"{', '.join(SLICE_MODES)}, got '{fields['slices']}'."
             )
         spec = replace(spec, slices=fields["slices"])
+    if "paths" in fields:
+        if fields["paths"] not in PATH_MODES:
+            raise ValueError(
+                f"The 'paths' key of data spec '{text}' must be one of "
+                f"{', '.join(PATH_MODES)}, got '{fields['paths']}'."
+            )
+        spec = replace(spec, paths=fields["paths"])
     return spec
 
 
@@ -212,7 +225,7 @@ def resolve_path(text: str, data_root: str | os.PathLike | None) -> Path:
 # --------------------------------------------------------------------------- listing
 
 
-def _read_manifest(csv_path: Path) -> list[ImageRecord]:
+def _read_manifest(csv_path: Path, paths: str = "inside") -> list[ImageRecord]:
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -233,23 +246,41 @@ def _read_manifest(csv_path: Path) -> list[ImageRecord]:
             + (" ..." if len(empty) > 10 else "")
         )
     folder = csv_path.parent
+    outside = []
 
-    def absolute(cell: str) -> Path:
+    def absolute(cell: str, line: int) -> Path:
         path = Path(cell).expanduser()
-        return (path if path.is_absolute() else folder / path).resolve()
+        path = path if path.is_absolute() else folder / path
+        # Lexical check, before symlinks are followed: a manifest someone else wrote must not
+        # make xssr open and hash files like ../../etc/passwd unless the user says so.
+        if paths == "inside" and not Path(os.path.normpath(path)).is_relative_to(folder):
+            outside.append(f"line {line}: {cell}")
+        return path.resolve()
 
-    records = []
-    for row in rows:
-        image = absolute(row["image"])
+    records, lines_of = [], {}
+    for line, row in enumerate(rows, start=2):
+        image = absolute(row["image"], line)
+        lines_of.setdefault(image, []).append(line)
         records.append(
             ImageRecord(
                 image=image,
-                mask=absolute(row["mask"]) if row.get("mask") else None,
+                mask=absolute(row["mask"], line) if row.get("mask") else None,
                 site=row.get("site", ""),
                 case_id=row.get("case_id", "") or file_stem(image),
                 split=row.get(split_column, ""),
             )
         )
+    if outside:
+        raise ValueError(
+            f"Manifest {csv_path}: {len(outside)} path(s) point outside its folder {folder} ("
+            + "; ".join(outside[:5]) + (" ..." if len(outside) > 5 else "")
+            + "); move the files under that folder, or add '#paths=any' to the data spec to allow it."
+        )
+    repeated = [f"{image} on lines {', '.join(map(str, lines))}"
+                for image, lines in lines_of.items() if len(lines) > 1]
+    if repeated:
+        raise ValueError(f"Manifest {csv_path}: image(s) listed more than once: " + "; ".join(repeated[:5])
+                         + (" ..." if len(repeated) > 5 else ""))
     return records
 
 
@@ -282,14 +313,14 @@ def _folder_records(folder: Path) -> list[ImageRecord]:
     return records
 
 
-def _base_records(path: Path) -> list[ImageRecord]:
+def _base_records(path: Path, paths: str = "inside") -> list[ImageRecord]:
     if path.is_dir():
         manifest = path / MANIFEST_NAME
         if manifest.is_file():
-            return _read_manifest(manifest)
+            return _read_manifest(manifest, paths)
         return _folder_records(path)
     if file_suffix(path) == ".csv":
-        return _read_manifest(path)
+        return _read_manifest(path, paths)
     raise ValueError(
         f"Data path {path} must be a folder or a .csv manifest, got a '{file_suffix(path)}' file."
     )
@@ -372,7 +403,7 @@ def load_records(
     path = resolve_path(spec.path, data_root)
     if not path.exists():
         raise ValueError(f"Data path {path} (from spec '{spec}') does not exist.")
-    records = _base_records(path)
+    records = _base_records(path, spec.paths)
     if spec.sites:
         records = [r for r in records if r.site in spec.sites]
     if spec.splits:

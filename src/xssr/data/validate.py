@@ -55,6 +55,9 @@ class InputSummary:
         every slice of a volume has its file's digest).
     mask_hashes : dict
         Record key -> SHA-1 hex digest of the mask file's bytes.
+    masks_to_come : int
+        Records whose manifest names a mask file that does not exist yet, in groups whose
+        masks this check did not require (not a problem until a stage needs them).
     """
 
     counts: dict[str, int] = field(default_factory=dict)
@@ -63,14 +66,16 @@ class InputSummary:
     shapes: set[tuple[int, ...]] = field(default_factory=set)
     content_hashes: dict[str, str] = field(default_factory=dict)
     mask_hashes: dict[str, str] = field(default_factory=dict)
+    masks_to_come: int = 0
 
     def describe(self) -> str:
         """A few human-readable lines: images per group, masks, colour kinds and sizes."""
         groups = ", ".join(f"{name} {count}" for name, count in self.counts.items())
         sizes = ", ".join(f"{s[0]}x{s[1]}" for s in sorted(self.shapes)[:5])
         more = f" (+{len(self.shapes) - 5} more)" if len(self.shapes) > 5 else ""
+        to_come = f" ({self.masks_to_come} named but not there yet)" if self.masks_to_come else ""
         return (
-            f"images: {groups}\nmasks: {self.n_masks}\n"
+            f"images: {groups}\nmasks: {self.n_masks}{to_come}\n"
             f"colour: {', '.join(sorted(self.channel_kinds)) or '-'}\nsizes: {sizes or '-'}{more}"
         )
 
@@ -188,7 +193,11 @@ class _Checker:
         image = self._slice(record.image, record, "image")
         if image is not None:
             self._check_image(group, record, image)
-        if record.mask is not None:
+        if record.mask is not None and group not in self.require_masks and not record.mask.exists():
+            # A manifest may name a mask before it is drawn; a stage that needs no masks of
+            # this group must not be blocked by it (the train stage checks the picks' masks).
+            self.summary.masks_to_come += 1
+        elif record.mask is not None:
             self.summary.n_masks += 1
             mask = self._slice(record.mask, record, "mask")
             if mask is not None:

@@ -16,10 +16,17 @@ import numpy as np
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    An OSError (no permission, read-only file system, a file where a folder should be) is
+    re-raised naming ``path``, not the hidden temporary file the user never asked for.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise _naming(error, path) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -29,9 +36,41 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
+    except OSError as error:
+        raise _naming(error, path) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """The same kind of OSError, about ``path``."""
+    return type(error)(error.errno, error.strerror or str(error), str(path))
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str = "--out") -> Path:
+    """Raise a ValueError naming ``folder`` unless outputs can be written under it.
+
+    Checked before any work starts: the folder, or its nearest existing parent, must be a
+    folder in which a file can be created. A probe file is created and removed (permission
+    bits alone do not tell for root or for a read-only mount). Nothing is left behind.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == folder else f"is under {existing}, which is a file"
+        raise ValueError(f"{folder} ({what}): {where}; give a folder path.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".xssr-write-check.", dir=existing)
+    except OSError as error:
+        raise ValueError(f"{folder} ({what}): cannot write in {existing}: {error.strerror or error}.") from None
+    os.close(fd)
+    os.unlink(probe)
+    return folder
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -75,17 +114,31 @@ def write_csv(path: str | os.PathLike, rows: Sequence[dict], columns: Sequence[s
     return write_text(path, buffer.getvalue())
 
 
+#: A text cell starting with one of these is run as a formula by spreadsheet programs
+#: (OWASP's "CSV injection"); "'" is included so that the guard below can be undone exactly.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
 def _format_cell(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         return f"{float(value):.6g}"
     if value is None:
         return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        # Users open selection.csv in a spreadsheet: a file or site named "=cmd|..." must
+        # show as text there, not run. A leading apostrophe is the spreadsheet convention.
+        return "'" + value
     return value
 
 
 def read_csv(path: str | os.PathLike) -> list[dict]:
+    """Rows of a CSV written by :func:`write_csv`, with the formula guard removed."""
     with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+        return [{k: _unguard(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def _unguard(cell: str | None) -> str | None:
+    return cell[1:] if cell and cell.startswith("'") else cell
 
 
 def save_array(path: str | os.PathLike, array: np.ndarray) -> Path:

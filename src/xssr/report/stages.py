@@ -17,6 +17,9 @@ from xssr.report.io import read_json, write_json
 from xssr.report.provenance import config_fingerprint
 
 logger = logging.getLogger(__name__)
+#: One line per stage ("pretrain: running", "select/xssr: reused ..."). The CLI shows this
+#: logger's INFO records at its default verbosity, also when the output is a log file.
+stage_log = logging.getLogger("xssr.stages")
 
 MANIFEST = "manifest.json"
 
@@ -27,6 +30,11 @@ class Stage:
 
     folder: Path
     inputs: dict[str, Any]
+    name: str = ""  # as shown to the user, e.g. "select/xssr"; default: the folder's name
+
+    @property
+    def label(self) -> str:
+        return self.name or self.folder.name
 
     @property
     def fingerprint(self) -> str:
@@ -53,17 +61,23 @@ class Stage:
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.manifest_path.exists():
             self.manifest_path.unlink()
-        logger.info("running stage %s/%s", self.folder.parent.name, self.folder.name)
+        stage_log.info("%s: running", self.label)
         return time.perf_counter()
 
+    def reuse(self) -> None:
+        """Say that the finished outputs of an earlier run are used as they are."""
+        stage_log.info("%s: reused (%s)", self.label, self.folder)
+
     def finish(self, started: float, outputs: dict[str, Any]) -> dict[str, Any]:
+        seconds = time.perf_counter() - started
         write_json(
             self.manifest_path,
             {
                 "fingerprint": self.fingerprint,
                 "inputs": self.inputs,
-                "seconds": round(time.perf_counter() - started, 3),
+                "seconds": round(seconds, 3),
                 "outputs": outputs,
             },
         )
+        stage_log.info("%s: done in %.1f s", self.label, seconds)
         return outputs
