@@ -638,6 +638,10 @@ def select_embedding_files(
             arrays[name] = read_embeddings(path)
         except InputError as error:
             problems += [(f"{label} ({flag})", reason) for label, reason in error.problems]
+    settings = method_settings(method, config.select) if method != "full" else {}
+    if source_path is None and settings.get("method") == "xssr" and settings.get("alpha") != 0:
+        problems.append(("--source-embeddings", f"'{method}' weighs novelty (distance to the source), so it needs "
+                         "source embeddings: give --source-embeddings, or --alpha 0 to select without novelty"))
     if "pool" in arrays and "source" in arrays and arrays["pool"].shape[1] != arrays["source"].shape[1]:
         problems.append((f"{source_path} (--source-embeddings)",
                          f"has {arrays['source'].shape[1]} features per row, but the pool embeddings "

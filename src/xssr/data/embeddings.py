@@ -38,7 +38,7 @@ def read_embeddings(path: str | os.PathLike) -> np.ndarray:
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as error:
-        if "allow_pickle" in str(error) or "Object arrays" in str(error):
+        if any(text in str(error) for text in ("allow_pickle", "Object arrays", "Python objects")):
             raise _problem(path, "holds Python objects, not numbers; save a numeric (float) array") from None
         raise _problem(path, f"cannot be read as a .npy array ({error})") from None
     except (OSError, EOFError) as error:
