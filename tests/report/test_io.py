@@ -1,8 +1,9 @@
+import csv
 import json
 
 import pytest
 
-from xssr.report.io import atomic_path, read_csv, write_csv, write_json
+from xssr.report.io import atomic_path, check_writable_folder, read_csv, write_csv, write_json
 from xssr.report.stages import Stage
 
 
@@ -33,3 +34,35 @@ def test_stage_completion_depends_on_inputs(tmp_path):
     # starting again removes the completion marker until finish() runs
     stage.start()
     assert not stage.is_complete()
+
+
+@pytest.mark.parametrize("text", ["=cmd|' -C calc'!A0", "+1", "-2", "@SUM(A1)", "\tx", "'quoted", "plain", ""])
+def test_formula_like_cells_are_guarded_and_read_back_unchanged(tmp_path, text):
+    path = write_csv(tmp_path / "x.csv", [{"name": text, "score": -0.5}])
+    with open(path, newline="", encoding="utf-8") as handle:
+        cell, score = list(csv.reader(handle))[1]  # the raw cells, guard included
+    # Spreadsheets run a cell starting with = + - @ (tab, CR) as a formula; guarded, it is text.
+    assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+    assert score == "-0.5"  # numbers are numbers, not text: left as they are
+    assert read_csv(path) == [{"name": text, "score": "-0.5"}]
+
+
+def test_write_errors_name_the_file_not_the_temporary(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(OSError) as error:
+        write_json(blocker / "run" / "config.json", {})
+    assert error.value.filename == str(blocker / "run" / "config.json")
+
+
+@pytest.mark.parametrize("layout, message", [("file", "is a file"), ("under-file", "which is a file")])
+def test_check_writable_folder_refuses_files(tmp_path, layout, message):
+    (tmp_path / "f").write_text("x")
+    folder = tmp_path / "f" if layout == "file" else tmp_path / "f" / "deeper" / "run"
+    with pytest.raises(ValueError, match=message):
+        check_writable_folder(folder)
+
+
+def test_check_writable_folder_leaves_nothing(tmp_path):
+    assert check_writable_folder(tmp_path / "new" / "run") == tmp_path / "new" / "run"
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor the probe file is created
