@@ -8,6 +8,7 @@ initialisation and batch order) with a t-based 95 % confidence interval.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections import Counter, defaultdict
@@ -43,6 +44,8 @@ PAPER_T1 = {name: table["full"] for name, table in PAPER_T2.items()}
 _EMBEDDING_FREE = ("random", "stratified-random", "full")
 
 
+logger = logging.getLogger(__name__)
+
 # A rank correlation over 3 or 4 selections can only be one of a few coarse values (±1, ±0.5, ...),
 # which reads as signal when it is not; with fewer runs in a seed the cell stays empty.
 MIN_RUNS_FOR_RANK_CORRELATION = 5
@@ -57,7 +60,12 @@ def load_runs(results: str | Path, suite) -> list[dict[str, Any]]:
     folder = Path(results) / suite.name / "runs"
     current = {spec.key for spec in suite.runs()}
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    return [r for r in runs if r.get("key") in current]
+    kept = [r for r in runs if r.get("key") in current]
+    if len(kept) < len(runs):
+        # Never silent: these may be hours of compute that a settings change orphaned.
+        logger.warning("%s: %d of %d run files in %s match no run of the suite's current definition and are "
+                       "left out of its tables", suite.name, len(runs) - len(kept), len(runs), folder)
+    return kept
 
 
 def _dice(run: dict, site: str | None = None) -> float:

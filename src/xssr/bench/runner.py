@@ -13,6 +13,7 @@ numbers in the tables.
 
 from __future__ import annotations
 
+import glob
 import logging
 import time
 from collections import defaultdict
@@ -120,10 +121,22 @@ def run_suite(
             if max_runs is not None and counts["ran"] >= max_runs:
                 break
             record = {**context.run(spec), "inputs_sha1": inputs.digest(spec), **provenance}
+            _remove_interrupted_writes(result_path(results, spec))
             write_json(result_path(results, spec), record)
             counts["ran"] += 1
             _write_progress(results, suite, everything, spec, inputs)
     return counts
+
+
+def _remove_interrupted_writes(path: Path) -> None:
+    """Delete the temporary files that earlier sweeps, killed mid-write, left for the result ``path``.
+
+    io.atomic_path writes ``.NAME.XXXX.tmp`` and renames it onto NAME; a kill between the two
+    strands the temporary file in the (committed) results folder for good. Only this run's own
+    names are touched: sweeps running other runs into the same folder may be writing theirs now.
+    """
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        leftover.unlink(missing_ok=True)
 
 
 def _write_progress(results: Path, suite: Suite, everything: list[RunSpec], last: RunSpec,

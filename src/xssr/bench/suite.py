@@ -9,13 +9,50 @@ found again and never repeated.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from xssr.config import METHODS, RunConfig, apply_overrides, read_toml
 from xssr.report.provenance import config_fingerprint
+
+
+#: Every setting that run keys covered when committed runs were first recorded (key policy
+#: v1). These always enter the key, as they did then. A setting added later enters a key only
+#: when a run sets it away from its default, so adding one leaves every committed run's key,
+#: and so its result file, valid. Never add a name here: that would change every key.
+KEY_V1_SETTINGS = frozenset({
+    "data.source", "data.pool", "data.test", "data.data_root", "data.image_size", "data.channels",
+    "data.normalize",
+    "pretrain.epochs", "pretrain.batch_size", "pretrain.lr", "pretrain.weight_decay", "pretrain.mask_ratio",
+    "pretrain.patch_size", "pretrain.widths", "pretrain.loss_on", "pretrain.train_on", "pretrain.precision",
+    "select.methods", "select.budget", "select.alpha", "select.alpha_grid", "select.beta", "select.k",
+    "select.metric",
+    "train.epochs", "train.batch_size", "train.lr", "train.weight_decay", "train.min_steps", "train.steps",
+    "train.channels", "train.num_res_units", "train.precision", "train.threshold",
+    "seed", "device",
+})
+
+
+def key_settings(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved configuration (``RunConfig.to_dict()``) that a run key hashes.
+
+    Settings outside :data:`KEY_V1_SETTINGS` that equal their value in ``defaults`` are left
+    out; everything else is kept as it is. Sections may gain settings, and whole new sections
+    may appear; both follow the same rule.
+    """
+    kept: dict[str, Any] = {}
+    for name, value in config.items():
+        if isinstance(value, dict):
+            section_defaults = defaults.get(name, {})
+            section = {field_name: v for field_name, v in value.items()
+                       if f"{name}.{field_name}" in KEY_V1_SETTINGS
+                       or field_name not in section_defaults or v != section_defaults[field_name]}
+            if section or name in {k.split(".")[0] for k in KEY_V1_SETTINGS}:
+                kept[name] = section
+        elif name in KEY_V1_SETTINGS or name not in defaults or value != defaults[name]:
+            kept[name] = value
+    return kept
 
 
 @dataclass(frozen=True)
@@ -50,7 +87,8 @@ class RunSpec:
 
     @property
     def key(self) -> str:
-        return config_fingerprint({"method": self.method, "budget": self.budget, "config": self.config.to_dict()})
+        config = key_settings(self.config.to_dict(), RunConfig().to_dict())
+        return config_fingerprint({"method": self.method, "budget": self.budget, "config": config})
 
     @property
     def name(self) -> str:
@@ -144,7 +182,3 @@ def _parse(raw: dict[str, Any], path: Path) -> Suite:
     return suite
 
 
-def describe(suite: Suite) -> dict[str, Any]:
-    return {"name": suite.name, "description": suite.description, "seeds": list(suite.seeds),
-            "protocol": suite.protocol, "datasets": [dataclasses.asdict(d) for d in suite.datasets.values()],
-            "experiments": [dataclasses.asdict(e) for e in suite.experiments]}

@@ -1,0 +1,58 @@
+"""Committed benchmark runs are hours of compute: a code change must never orphan them silently."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from xssr.bench import load_suite
+from xssr.bench.suite import KEY_V1_SETTINGS, key_settings
+from xssr.config import RunConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITES = sorted((ROOT / "benchmarks" / "suites").glob("*.toml"))
+
+
+@pytest.mark.parametrize("suite_file", SUITES, ids=lambda p: p.stem)
+def test_every_committed_run_is_still_matched_by_its_suite(suite_file):
+    suite = load_suite(suite_file)
+    keys = {spec.key for spec in suite.runs()}
+    files = sorted((ROOT / "benchmarks" / "results" / suite.name / "runs").glob("*.json"))
+    orphaned = [f.name for f in files if json.loads(f.read_text())["key"] not in keys]
+    assert not orphaned, (f"{len(orphaned)} of {len(files)} committed runs of {suite.name!r} no longer match "
+                          f"their suite (a setting or the key changed): {orphaned[:5]}")
+
+
+def test_v1_settings_are_exactly_the_settings_keys_were_made_from():
+    # If this fails, a setting was renamed or removed: committed keys depend on the old name.
+    names = set()
+    for section, value in RunConfig().to_dict().items():
+        names |= {f"{section}.{name}" for name in value} if isinstance(value, dict) else {section}
+    assert KEY_V1_SETTINGS <= names
+
+
+def test_a_new_setting_at_its_default_leaves_the_key_unchanged():
+    config, defaults = RunConfig().to_dict(), RunConfig().to_dict()
+    before = key_settings(config, defaults)
+    grown = {**config, "train": {**config["train"], "recipe": "supervised"}, "embed": {"model": "mae"}}
+    grown_defaults = {**defaults, "train": {**defaults["train"], "recipe": "supervised"}, "embed": {"model": "mae"}}
+    assert key_settings(grown, grown_defaults) == before
+    changed = {**grown, "train": {**grown["train"], "recipe": "mean-teacher"}}
+    assert key_settings(changed, grown_defaults)["train"]["recipe"] == "mean-teacher"
+    # A v1 setting stays in the key even at its default, as it always was.
+    assert key_settings(config, defaults)["train"]["epochs"] == defaults["train"]["epochs"]
+
+
+def test_run_files_left_out_of_the_tables_are_reported(tmp_path, caplog):
+    from xssr.bench.report import load_runs
+
+    suite = load_suite(SUITES[0])
+    runs = tmp_path / suite.name / "runs"
+    runs.mkdir(parents=True)
+    spec = suite.runs()[0]
+    (runs / "current.json").write_text(json.dumps({"key": spec.key}))
+    (runs / "old-protocol.json").write_text(json.dumps({"key": "0123456789abcdef"}))
+    with caplog.at_level("WARNING"):
+        kept = load_runs(tmp_path, suite)
+    assert kept == [{"key": spec.key}]
+    assert "1 of 2 run files" in caplog.text and "left out" in caplog.text
