@@ -12,6 +12,11 @@ import numbers
 
 import numpy as np
 
+#: Largest entry magnitude accepted in embeddings. Squared distances (up to
+#: ``4 * n_features * MAX_ABS**2``) and their sums over a pool must stay finite in float64
+#: (about 1.8e308): 1e150 leaves room for pools of up to about 1e7 entries in all.
+MAX_ABS = 1e150
+
 
 def show(value) -> str:
     """repr() for error messages, without numpy's ``np.float64(...)`` wrapping."""
@@ -37,10 +42,17 @@ def check_choice(value, name: str, choices: tuple[str, ...]) -> str:
 def check_embeddings(X, name: str) -> np.ndarray:
     """Return ``X`` as a C-contiguous float64 array of shape ``(n_samples, n_features)``.
 
-    Raises TypeError for non-numeric input and ValueError for a wrong number of
-    dimensions, an empty array or non-finite entries; messages name ``name``.
+    Raises TypeError for non-numeric input and ValueError for a ragged or wrongly shaped
+    array, an empty array, non-finite entries or entries larger than :data:`MAX_ABS` in
+    magnitude; messages name ``name``.
     """
-    array = np.asarray(X)
+    try:
+        array = np.asarray(X)
+    except ValueError:  # numpy refuses nested sequences of different lengths
+        raise ValueError(
+            f"The '{name}' parameter must be a 2-D array of shape (n_samples, n_features). "
+            "Got a ragged nested sequence (rows of different lengths) instead."
+        ) from None
     if array.dtype == object or not (
         np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
     ) or np.issubdtype(array.dtype, np.complexfloating):
@@ -64,6 +76,13 @@ def check_embeddings(X, name: str) -> np.ndarray:
         raise ValueError(
             f"The '{name}' parameter must contain only finite values. "
             f"Got {n_bad} NaN or infinite entries instead."
+        )
+    largest = float(np.abs(array).max())
+    if largest > MAX_ABS:
+        raise ValueError(
+            f"The '{name}' parameter must have entries of magnitude at most {MAX_ABS:g} "
+            "(squared distances between larger values overflow float64). "
+            f"Got an entry of magnitude {largest:g} instead."
         )
     return array
 

@@ -11,6 +11,9 @@ Everything here is plain numpy (FAISS optional). Distances are found in two pass
 float32 keeps the search fast; the refinement makes the returned values exact to float64
 rounding for the neighbours found (the float32 ranking can only swap neighbours whose
 distances agree to float32 precision, which changes the value by no more than that).
+The search runs on the embeddings times a power of two that brings them near unit scale
+(:func:`float32_exponent`), so that float32 neither overflows nor underflows whatever
+their magnitude.
 
 Both metrics reduce to Euclidean distance: ``metric="cosine"`` L2-normalises the rows once
 (:func:`prepare_embeddings`) and then measures Euclidean distance, which equals
@@ -20,6 +23,7 @@ Both metrics reduce to Euclidean distance: ``metric="cosine"`` L2-normalises the
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 
@@ -59,6 +63,11 @@ def prepare_embeddings(X, metric: str = "euclidean", *, name: str = "X") -> np.n
     check_choice(metric, "metric", METRICS)
     array = check_embeddings(X, name)
     if metric == "cosine":
+        # Each row is first scaled by a power of two to a largest entry in [0.5, 1): the
+        # squares in its norm would underflow for entries below ~1e-154 (a nonzero row
+        # with norm 0, or a norm off by the lost digits). Exact, so the direction is kept.
+        _, exponents = np.frexp(np.abs(array).max(axis=1))
+        array = np.ldexp(array, -exponents[:, None])
         norms = np.linalg.norm(array, axis=1)
         n_zero = int(np.count_nonzero(norms == 0))
         if n_zero:
@@ -87,6 +96,19 @@ def _resolve_backend(backend: str, n_pairs: float) -> str:
     if backend == "faiss" or n_pairs > _FAISS_MIN_PAIRS:
         return "faiss"
     return "numpy"
+
+
+def float32_exponent(*arrays: np.ndarray) -> int:
+    """Power of two ``e`` such that the largest entry of ``arrays`` times ``2**e`` is in [0.5, 1).
+
+    float32 holds magnitudes from about 1e-38 to 3e38, and a squared distance has to fit
+    too: embeddings around 1e20 overflow a float32 GEMM (inf, then NaN scores) and ones
+    around 1e-20 underflow it (every score 0), so the search ranks arbitrary rows.
+    Multiplying by a power of two is exact and scales every distance alike, so the ranking
+    is that of the unscaled embeddings. 0 when every entry is 0.
+    """
+    largest = max(float(np.abs(a).max(initial=0.0)) for a in arrays)
+    return -math.frexp(largest)[1] if largest > 0 else 0
 
 
 def _search_numpy(
@@ -163,9 +185,12 @@ def _neighbour_distances(
         queries.shape[0], reference.shape[0], k, used,
     )
     search = _search_faiss if used == "faiss" else _search_numpy
-    found = search(
-        queries_c.astype(np.float32), reference_c.astype(np.float32), k, exclude_self
+    exponent = float32_exponent(queries_c, reference_c)
+    queries_32 = np.ldexp(queries_c, exponent).astype(np.float32)
+    reference_32 = (
+        queries_32 if exclude_self else np.ldexp(reference_c, exponent).astype(np.float32)
     )
+    found = search(queries_32, reference_32, k, exclude_self)
     return _refine(queries_c, reference_c, found)
 
 

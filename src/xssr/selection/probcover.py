@@ -58,6 +58,7 @@ import scipy.sparse as sp
 from .checks import check_count, check_grid, check_positive_int, check_random_state, check_real, is_int, show
 from .neighbors import (
     distances_from_rows,
+    float32_exponent,
     nearest_distance,
     prepare_embeddings,
     squared_norms,
@@ -109,25 +110,32 @@ class ProbCoverPicks(NamedTuple):
 class _Blocks(NamedTuple):
     """Pool prepared for chunked distance blocks.
 
-    exact : (n, d) float64, centred ; fast : (n, d) float32 copy ; fast_sq : (n,) its
-    squared norms ; tol2 : bound on |d^2_fast - d^2_exact| for any pair.
+    exact : (n, d) float64, centred ; exponent : see :func:`float32_exponent` ;
+    fast : (n, d) float32 copy of ``exact * 2**exponent`` ; fast_sq : (n,) its squared
+    norms ; tol2 : bound on |d^2_fast - d^2_exact| for any pair. ``fast``, ``fast_sq`` and
+    ``tol2`` are in scaled units: distances from ``fast`` are ``2**exponent`` times the
+    true ones.
     """
 
     exact: np.ndarray
     fast: np.ndarray
     fast_sq: np.ndarray
     tol2: float
+    exponent: int
 
 
 def _blocks(points: np.ndarray) -> _Blocks:
     # Translation does not change distances; centring keeps the GEMM expansion accurate.
     exact = points - points.mean(axis=0)
-    fast = exact.astype(np.float32)
-    max_sq = float(squared_norms(exact).max(initial=0.0))
+    # Near unit scale, so that float32 neither overflows nor underflows.
+    exponent = float32_exponent(exact)
+    scaled = np.ldexp(exact, exponent)
+    fast = scaled.astype(np.float32)
+    max_sq = float(squared_norms(scaled).max(initial=0.0))
     # Worst-case float32 error of ||x||^2 + ||y||^2 - 2 x.y (d-term dot products, the
     # squared norms, and rounding the coordinates), with unit roundoff 2^-24.
     tol2 = (4.0 * exact.shape[1] + 24.0) * 2.0**-24 * max_sq
-    return _Blocks(exact, fast, squared_norms(fast), tol2)
+    return _Blocks(exact, fast, squared_norms(fast), tol2, exponent)
 
 
 def _chunks(n_rows: int, chunk_rows: int | None):
@@ -147,10 +155,10 @@ def _scan(points: np.ndarray, labels: np.ndarray, grid_k: int, chunk_rows=None):
     """One pass over all pairs.
 
     Returns ``foreign`` (n,), the distance from each sample to the nearest sample of
-    another cluster (inf if there is none), and ``knn`` (n, grid_k), float32 distances to
-    the ``grid_k`` nearest other samples (unordered within a row; None when grid_k is 0).
-    Blocks are float32; every pair within float32 error of a row's foreign minimum is
-    recomputed in float64, so ``foreign`` is exact.
+    another cluster (inf if there is none), ``knn`` (n, grid_k), float32 distances to
+    the ``grid_k`` nearest other samples times ``2**exponent`` (unordered within a row;
+    None when grid_k is 0), and ``exponent``. Blocks are float32; every pair within float32
+    error of a row's foreign minimum is recomputed in float64, so ``foreign`` is exact.
     """
     blocks = _blocks(points)
     n = points.shape[0]
@@ -168,7 +176,7 @@ def _scan(points: np.ndarray, labels: np.ndarray, grid_k: int, chunk_rows=None):
         near_r, near_c = np.nonzero(dist <= (lowest + band)[:, None])
         if near_r.size:
             np.minimum.at(foreign, rows[near_r], _exact(blocks.exact, rows[near_r], near_c))
-    return foreign, knn
+    return foreign, knn, blocks.exponent
 
 
 def delta_ball_graph(X, delta: float, *, chunk_rows: int | None = None) -> sp.csr_matrix:
@@ -197,16 +205,21 @@ def delta_ball_graph(X, delta: float, *, chunk_rows: int | None = None) -> sp.cs
         chunk_rows = check_positive_int(chunk_rows, "chunk_rows")
     blocks = _blocks(points)
     n = points.shape[0]
+    # The float32 blocks are in units scaled by 2**exponent; so are tol2 and margin.
+    try:
+        scaled = math.ldexp(delta, blocks.exponent)
+    except OverflowError:  # far beyond the pool's diameter: every pair is inside
+        scaled = math.inf
     # |a - b| = |a^2 - b^2| / (a + b): near delta the error of a distance is about
     # tol2 / (2 delta), and never more than sqrt(tol2). Doubled for the final rounding.
-    margin = 2.0 * min(math.sqrt(blocks.tol2), blocks.tol2 / delta if delta else math.inf)
+    margin = 2.0 * min(math.sqrt(blocks.tol2), blocks.tol2 / scaled if scaled else math.inf)
     index_dtype = np.int32 if n < 2**31 else np.int64
     columns, counts = [], np.zeros(n, dtype=np.int64)
     for rows in _chunks(n, chunk_rows):
         dist = distances_from_rows(blocks.fast, blocks.fast_sq, rows)
-        inside = dist <= delta - margin
-        unsure = dist >= delta - margin
-        unsure &= dist <= delta + margin
+        inside = dist <= scaled - margin
+        unsure = dist >= scaled - margin
+        unsure &= dist <= scaled + margin
         unsure_r, unsure_c = np.nonzero(unsure)
         if unsure_r.size:
             within = _exact(blocks.exact, rows[unsure_r], unsure_c) <= delta
@@ -288,10 +301,14 @@ def choose_delta(
     grid_k = 0
     if grid is None:
         grid_k = min(n - 1, MAX_GRID_K, math.ceil(n / n_clusters))
-    foreign, knn = _scan(points, labels, grid_k, chunk_rows)
+    foreign, knn, exponent = _scan(points, labels, grid_k, chunk_rows)
     if grid is None:
         levels = np.linspace(0.01, 0.99, N_CANDIDATES)
-        grid = np.unique(np.quantile(knn, levels)) if grid_k else np.zeros(1)
+        if grid_k:
+            # Back from the scaled float32 units, in float64 where every scale fits.
+            grid = np.unique(np.ldexp(np.quantile(knn, levels).astype(np.float64), -exponent))
+        else:
+            grid = np.zeros(1)
 
     purity = ball_purity(foreign, grid)
     passing = np.flatnonzero(purity >= purity_threshold)

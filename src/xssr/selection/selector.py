@@ -34,6 +34,7 @@ from .neighbors import (
     BACKENDS,
     METRICS,
     nearest_distance,
+    prepare_embeddings,
 )
 from .checks import (
     check_choice,
@@ -151,6 +152,10 @@ def _validate(
     check_choice(metric, "metric", METRICS)
     check_choice(backend, "backend", BACKENDS)
     pool = check_embeddings(pool, "pool_embeddings")
+    if metric == "cosine":
+        # The baselines would find an all-zero row too, but name the array 'X', which is
+        # not an argument of select().
+        prepare_embeddings(pool, metric, name="pool_embeddings")
     if source is not None:
         source = check_embeddings(source, "source_embeddings")
         if source.shape[1] != pool.shape[1]:
