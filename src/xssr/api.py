@@ -37,7 +37,9 @@ from xssr.data import (
     make_synthetic_dataset,
 )
 from xssr.metrics import dice_per_image, summarise_dice
-from xssr.report.io import check_writable_folder, read_csv, write_csv, write_json, save_array
+from xssr.report.io import (
+    check_writable_folder, read_csv, remove_interrupted_writes, save_array, write_csv, write_json,
+)
 from xssr.report.provenance import config_fingerprint, environment
 from xssr.report.stages import Stage
 from xssr.selection import SelectionResult, resolve_budget
@@ -694,6 +696,7 @@ def _open(config: RunConfig, out: str | Path, stage: str, progress: bool) -> _Ru
     if stage in _SELECTING_STAGES:
         _check_budget(run_)
     run_.out.mkdir(parents=True, exist_ok=True)
+    remove_interrupted_writes(run_.out)  # config.json, metrics.json... of a run killed mid-write
     write_json(run_.out / "config.json", config.to_dict())
     return run_
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from xssr.report.io import atomic_path, check_writable_folder, read_csv, write_csv, write_json
+from xssr.report.io import atomic_path, check_writable_folder, read_csv, remove_interrupted_writes, write_csv, write_json
 from xssr.report.stages import Stage
 
 
@@ -66,3 +66,18 @@ def test_check_writable_folder_refuses_files(tmp_path, layout, message):
 def test_check_writable_folder_leaves_nothing(tmp_path):
     assert check_writable_folder(tmp_path / "new" / "run") == tmp_path / "new" / "run"
     assert list(tmp_path.iterdir()) == []  # neither the folder nor the probe file is created
+
+
+def test_remove_interrupted_writes_only_takes_the_named_and_old_enough(tmp_path):
+    import os
+
+    for name in (".progress.json.ab12.tmp", ".run.json.cd34.tmp", "keep.json", ".hidden"):
+        (tmp_path / name).write_text("x")
+    old = tmp_path / ".run.json.ef56.tmp"
+    old.write_text("x")
+    os.utime(old, (0, 0))
+    remove_interrupted_writes(tmp_path, "run.json", older_than=60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", ".progress.json.ab12.tmp",
+                                                          ".run.json.cd34.tmp", "keep.json"]
+    remove_interrupted_writes(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "keep.json"]

@@ -13,7 +13,6 @@ numbers in the tables.
 
 from __future__ import annotations
 
-import glob
 import logging
 import time
 from collections import defaultdict
@@ -27,7 +26,7 @@ from xssr.bench.suite import RunSpec, Suite
 from xssr.data import load_arrays
 from xssr.metrics import dice_per_image, summarise_dice
 from xssr.metrics.embedding import domain_separability
-from xssr.report.io import read_json, write_json
+from xssr.report.io import read_json, remove_interrupted_writes, write_json
 from xssr.report.provenance import config_fingerprint, environment, git_commit
 from xssr.selection import select as select_core
 
@@ -121,28 +120,22 @@ def run_suite(
             if max_runs is not None and counts["ran"] >= max_runs:
                 break
             record = {**context.run(spec), "inputs_sha1": inputs.digest(spec), **provenance}
-            _remove_interrupted_writes(result_path(results, spec))
+            # A sweep killed mid-write leaves ".NAME.XXXX.tmp" in the committed results folder;
+            # only this run's own name is cleared, as parallel sweeps may be writing theirs.
+            path = result_path(results, spec)
+            remove_interrupted_writes(path.parent, path.name)
             write_json(result_path(results, spec), record)
             counts["ran"] += 1
             _write_progress(results, suite, everything, spec, inputs)
     return counts
 
 
-def _remove_interrupted_writes(path: Path) -> None:
-    """Delete the temporary files that earlier sweeps, killed mid-write, left for the result ``path``.
-
-    io.atomic_path writes ``.NAME.XXXX.tmp`` and renames it onto NAME; a kill between the two
-    strands the temporary file in the (committed) results folder for good. Only this run's own
-    names are touched: sweeps running other runs into the same folder may be writing theirs now.
-    """
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        leftover.unlink(missing_ok=True)
-
-
 def _write_progress(results: Path, suite: Suite, everything: list[RunSpec], last: RunSpec,
                     inputs: _CheckedInputs) -> None:
     # Data digests are known only for the datasets this sweep checked; others are matched by key.
     done = sum(is_finished(results, s, inputs.digest(s) if inputs.has(s) else None) for s in everything)
+    # Parallel sweeps write progress.json too; a temporary file a minute old is no live write's.
+    remove_interrupted_writes(Path(results) / suite.name, "progress.json", older_than=60.0)
     write_json(Path(results) / suite.name / "progress.json", {
         "suite": suite.name, "finished": done, "total": len(everything), "last_run": last.name,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -43,6 +43,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def remove_interrupted_writes(folder: str | os.PathLike, name: str = "*", older_than: float = 0.0) -> None:
+    """Delete the temporary files :func:`atomic_path` left in ``folder`` when a process was killed
+    between writing and renaming (``.NAME.XXXX.tmp``), for ``name`` (a glob) only.
+
+    Files younger than ``older_than`` seconds are kept: another live process may be writing them.
+    """
+    import glob
+    import time
+
+    now = time.time()
+    for leftover in Path(folder).glob(f".{glob.escape(name) if name != '*' else '*'}.*.tmp"):
+        try:
+            if now - leftover.stat().st_mtime >= older_than:
+                leftover.unlink()
+        except FileNotFoundError:
+            pass  # its writer renamed or removed it meanwhile
+
+
 def _naming(error: OSError, path: Path) -> OSError:
     """The same kind of OSError, about ``path``."""
     return type(error)(error.errno, error.strerror or str(error), str(path))

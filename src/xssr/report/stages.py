@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xssr.report.io import read_json, write_json
+from xssr.report.io import read_json, remove_interrupted_writes, write_json
 from xssr.report.provenance import config_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,10 @@ class Stage:
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.manifest_path.exists():
             self.manifest_path.unlink()
+        # A process killed between writing an output's temporary file and renaming it
+        # (io.atomic_path) leaves ".NAME.XXXX.tmp" here, possibly a whole checkpoint. The stage
+        # now rewrites all its outputs, so such a file can only be an earlier attempt's debris.
+        remove_interrupted_writes(self.folder)
         stage_log.info("%s: running", self.label)
         return time.perf_counter()
 
