@@ -354,18 +354,19 @@ def test_two_sigkills_during_a_benchmark_sweep_then_rerun_matches_an_uninterrupt
 
     # Crash 2, mid-way through the next seed's MAE: a started, unfinished stage in the work folder.
     log = tmp_path / "killed2.txt"
-    next_mae = tmp_path / "work" / "crash" / "syn"
+    # MAEs live in the shared store by fingerprint; seed 0's is finished, so the one that starts
+    # now is seed 1's.
+    store_mae = tmp_path / "work" / "store" / "pretrain"
     with _started(command, log, tmp_path) as process:
-        _wait_for(lambda: any(_running(stage, log, BENCH_MAE_EPOCHS)() for stage in
-                              next_mae.glob(f"*_s{SEEDS[1]}/pretrain")), process, log,
-                  f"the MAE of seed {SEEDS[1]} training")
+        _wait_for(lambda: any(_running(stage, log, BENCH_MAE_EPOCHS)() for stage in store_mae.glob("*")),
+                  process, log, f"the MAE of seed {SEEDS[1]} training")
         _kill_group(process)
     assert process.returncode == -signal.SIGKILL
     survived = {p.name: p.read_bytes() for p in runs.glob("*.json")}
     # (The resumed sweep takes seed 1's group first: groups follow the order of the unfinished runs.)
     assert first in survived and len(survived) < len(reference_sweep), \
         f"the kill landed after {sorted(survived)}: make the MAE of seed {SEEDS[1]} longer"
-    assert [not (p / "manifest.json").exists() for p in next_mae.glob(f"*_s{SEEDS[1]}/pretrain")] == [True]
+    assert sorted(not (p / "manifest.json").exists() for p in store_mae.iterdir()) == [False, True]
     stamps = {name: (runs / name).stat().st_mtime_ns for name in survived}
 
     _run_to_end(command, tmp_path / "resumed.txt", tmp_path)
@@ -383,10 +384,14 @@ def test_two_sigkills_during_a_benchmark_sweep_then_rerun_matches_an_uninterrupt
     assert progress["finished"] == progress["total"] == len(reference_sweep)
 
     assert not _leftovers(tmp_path / "results"), _leftovers(tmp_path / "results")
-    groups = list(next_mae.iterdir())
+    groups = list((tmp_path / "work" / "crash" / "syn").iterdir())
     assert len(groups) == len(SEEDS)
-    for group in groups:
-        _assert_clean_run_folder(group)
+    for run_folder in (run for group in groups for run in group.iterdir()):
+        _assert_clean_run_folder(run_folder)
+    shared = list((tmp_path / "work" / "store").glob("*/*"))
+    assert len(shared) == 2 * len(SEEDS)  # an MAE and its embeddings per seed
+    assert not _leftovers(tmp_path / "work" / "store")
+    assert all((stage / "manifest.json").exists() for stage in shared)
 
 
 def test_sigkill_between_writing_and_renaming_a_checkpoint_leaves_nothing_after_rerun(data, tmp_path):

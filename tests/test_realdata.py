@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from xssr import api
+from xssr.pipeline import Inputs
 from xssr.cli import _build_config, main
 from xssr.data import default_data_root
 
@@ -33,10 +34,10 @@ def test_cxr_preset_has_the_protocol_sizes():
 
 
 def test_cxr_pool_sample_is_stable():
-    first = api._Run(_preset("cxr"), ".")
-    first.needs(["pool"])
-    second = api._Run(_preset("cxr"), ".")
-    second.needs(["pool"])
+    first = Inputs(_preset("cxr"))
+    first.check(["pool"])
+    second = Inputs(_preset("cxr"))
+    second.check(["pool"])
     assert [r.key for r in first.records["pool"]] == [r.key for r in second.records["pool"]]
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from xssr import api
-from xssr.config import METHODS, RunConfig, apply_overrides, check_config, load_config
+from xssr.config import RunConfig, apply_overrides, check_config, load_config
+from xssr.selection.registry import method_names
 
 PRESETS = ("cxr", "fundus")
 
@@ -26,7 +27,7 @@ def _config_options(func):
         click.option("--pool", help="Unlabeled target pool to choose from (same syntax)."),
         click.option("--test", help="Annotated target test images (same syntax)."),
         click.option("--data-root", type=click.Path(file_okay=False), help="Where '@name' specs point (default: $XSSR_DATA_ROOT or ../shared/data)."),
-        click.option("--methods", help="Comma list from: " + ", ".join(METHODS) + "."),
+        click.option("--methods", help="Comma list from: " + ", ".join(method_names()) + "."),
         click.option("--budget", type=float, help="A fraction of the pool below 1 (0.05 = 5 %) or a whole number of images (22)."),
         click.option("--image-size", type=int, help="Square side in pixels the images are resized to."),
         click.option("--seed", type=int, help="One seed for everything random (default 0)."),
@@ -102,7 +103,7 @@ def main(verbose: int) -> None:
 
 def _show_stage_lines() -> None:
     """One plain line per stage on stderr at every verbosity, terminal or log file."""
-    from xssr.report.stages import stage_log
+    from xssr.pipeline.stage import stage_log
 
     for handler in list(stage_log.handlers):  # main() runs once per invocation in tests
         stage_log.removeHandler(handler)

@@ -14,11 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Selection methods a run can compare; "full" trains on the whole annotated pool (upper bound).
-METHODS = (
-    "xssr", "coreset", "random", "full", "typiclust", "probcover", "stratified-random",
-    "xssr-no-density", "xssr-no-novelty", "xssr-no-diversity",
-)
+from xssr.selection.registry import method_names
 
 
 @dataclass
@@ -69,6 +65,7 @@ class TrainConfig:
     num_res_units: int = 2
     precision: str = "bf16"
     threshold: float = 0.5
+    recipe: str = "supervised"  # how the U-Net is trained: a name in xssr.train.recipes
 
 
 @dataclass
@@ -82,6 +79,49 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+#: Every setting that run keys and stage fingerprints covered when committed runs were first
+#: recorded (key policy v1). These always enter the key, as they did then. A setting added later enters a key only
+#: when a run sets it away from its default, so adding one leaves every committed run's key,
+#: and so its result file, valid. Never add a name here: that would change every key.
+KEY_V1_SETTINGS = frozenset({
+    "data.source", "data.pool", "data.test", "data.data_root", "data.image_size", "data.channels",
+    "data.normalize",
+    "pretrain.epochs", "pretrain.batch_size", "pretrain.lr", "pretrain.weight_decay", "pretrain.mask_ratio",
+    "pretrain.patch_size", "pretrain.widths", "pretrain.loss_on", "pretrain.train_on", "pretrain.precision",
+    "select.methods", "select.budget", "select.alpha", "select.alpha_grid", "select.beta", "select.k",
+    "select.metric",
+    "train.epochs", "train.batch_size", "train.lr", "train.weight_decay", "train.min_steps", "train.steps",
+    "train.channels", "train.num_res_units", "train.precision", "train.threshold",
+    "seed", "device",
+})
+
+
+def fingerprint_settings(config: RunConfig) -> dict[str, Any]:
+    """The settings of ``config`` that benchmark run keys and stage fingerprints hash."""
+    return key_settings(config.to_dict(), RunConfig().to_dict())
+
+
+def key_settings(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved configuration (``RunConfig.to_dict()``) that a fingerprint hashes.
+
+    Settings outside :data:`KEY_V1_SETTINGS` that equal their value in ``defaults`` are left
+    out; everything else is kept as it is. Sections may gain settings, and whole new sections
+    may appear; both follow the same rule.
+    """
+    kept: dict[str, Any] = {}
+    for name, value in config.items():
+        if isinstance(value, dict):
+            section_defaults = defaults.get(name, {})
+            section = {field_name: v for field_name, v in value.items()
+                       if f"{name}.{field_name}" in KEY_V1_SETTINGS
+                       or field_name not in section_defaults or v != section_defaults[field_name]}
+            if section or name in {k.split(".")[0] for k in KEY_V1_SETTINGS}:
+                kept[name] = section
+        elif name in KEY_V1_SETTINGS or name not in defaults or value != defaults[name]:
+            kept[name] = value
+    return kept
 
 
 _SECTIONS = {"data": DataConfig, "pretrain": PretrainConfig, "select": SelectConfig, "train": TrainConfig}
@@ -226,9 +266,14 @@ def check_config(config: RunConfig) -> None:
     for name, value in (("pretrain.batch_size", p.batch_size), ("train.batch_size", t.batch_size)):
         if value < 1:
             problems.append(f"{name} must be >= 1, got {value}")
-    unknown = [m for m in s.methods if m not in METHODS]
+    unknown = [m for m in s.methods if m not in method_names()]
     if unknown or not s.methods:
-        problems.append(f"select.methods must be a non-empty list from {', '.join(METHODS)}, got {list(s.methods)}")
+        problems.append(f"select.methods must be a non-empty list from {', '.join(method_names())}, "
+                        f"got {list(s.methods)}")
+    from xssr.train.recipes import recipe_names
+
+    if t.recipe not in recipe_names():
+        problems.append(f"train.recipe must be one of {', '.join(recipe_names())}, got {t.recipe!r}")
     budget_ok = isinstance(s.budget, (int, float)) and (0 < s.budget < 1 or float(s.budget).is_integer() and s.budget >= 1)
     if not budget_ok:
         problems.append(f"select.budget must be a fraction in (0, 1) or a whole count >= 1, got {s.budget!r}")

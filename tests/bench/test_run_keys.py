@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from xssr.bench import load_suite
-from xssr.bench.suite import KEY_V1_SETTINGS, key_settings
+from xssr.config import KEY_V1_SETTINGS, key_settings
 from xssr.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from xssr.report.io import atomic_path, check_writable_folder, read_csv, remove_interrupted_writes, write_csv, write_json
-from xssr.report.stages import Stage
+from xssr.pipeline.stage import Stage
 
 
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path):

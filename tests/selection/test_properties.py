@@ -5,7 +5,7 @@ coarse grid (ties), a few rows repeated (duplicates), one row repeated (constant
 embeddings), and tight clusters far from the origin, scaled by 1e-150 to 1e150; budgets
 as counts and as fractions, from 1 up to the pool size; XSSR with fixed and automatic
 alpha, with and without source embeddings; and the ablations exactly as a run configures
-them (:func:`xssr.api.method_settings`).
+them (:meth:`xssr.selection.registry.Method.select_kwargs`).
 
 Out of range on purpose: entries above ``MAX_ABS`` (1e150), which the package rejects
 (their squared distances overflow float64; the rejection is tested here), and exact
@@ -37,10 +37,9 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.extra import numpy as hnp
 from scipy.spatial.distance import cdist
 
-from xssr.api import method_settings
-from xssr.config import METHODS as CONFIG_METHODS
 from xssr.config import SelectConfig
-from xssr.selection import METHODS, SelectionResult, XSSRSelector, select
+from xssr.selection import ALGORITHMS, SelectionResult, XSSRSelector, select
+from xssr.selection.registry import get_method, method_names
 from xssr.selection.checks import MAX_ABS
 from xssr.selection.xssr import COMPONENTS, DEFAULT_ALPHA_GRID
 
@@ -75,6 +74,8 @@ set_hypothesis_home_dir(
 )
 
 # "full" is not a selection: a run trains on the whole pool without calling select().
+CONFIG_METHODS = method_names()
+METHODS = tuple(ALGORITHMS)
 ABLATIONS = tuple(m for m in CONFIG_METHODS if m.startswith("xssr-"))
 XSSR_FAMILY = ("xssr",) + ABLATIONS
 METHODS_UNDER_TEST = METHODS + ABLATIONS
@@ -183,7 +184,7 @@ def cases(draw, method):
                 budget=budget, alpha=alpha, beta=beta, k=k, metric=metric,
                 alpha_grid=tuple(DEFAULT_ALPHA_GRID if grid is None else grid),
             )
-            kwargs = method_settings(method, config)
+            kwargs = get_method(method).select_kwargs(config)
         with_source = needs_source(kwargs) or draw(st.booleans())
     else:
         kwargs = dict(method=method, budget=budget, metric=metric)

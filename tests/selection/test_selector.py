@@ -51,7 +51,7 @@ P, S = data()
     "kwargs, error, pattern",
     [
         (dict(method="kmeans"), ValueError,
-         r"'method'.*'xssr', 'random', 'coreset'. Got 'kmeans' instead"),
+         r"'method'.*'xssr'.*'random'.*Got 'kmeans' instead"),
         (dict(beta=1.5), ValueError,
          r"The 'beta' parameter must be a float in \[0, 1\]. Got 1.5 instead."),
         (dict(beta=-0.1), ValueError, r"'beta'.*Got -0.1 instead"),

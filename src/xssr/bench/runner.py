@@ -2,8 +2,10 @@
 
 Results live in ``RESULTS/<suite>/runs/<run name>.json`` and carry the run's key; a file
 with the right key is a finished run and is skipped, so an interrupted sweep resumes where
-it stopped. The MAE of a (dataset, seed) is trained once into ``WORK/`` (not committed) and
-shared by all methods and budgets of that seed, through the pipeline's own stage cache.
+it stopped. Every run goes through :class:`xssr.pipeline.Pipeline` in its own folder under
+``WORK/`` (not committed); the MAE and embeddings of a (dataset, settings, seed) live in
+``WORK/store/`` by fingerprint, where every run, budget and suite with the same data and
+settings finds them.
 
 The key hashes the configuration only; the data are covered by ``inputs_sha1``, a digest of
 every source, pool and test image and mask. A run whose stored digest differs from the
@@ -21,14 +23,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from xssr.api import EMBEDDING_METHODS, _Run, method_settings
 from xssr.bench.suite import RunSpec, Suite
-from xssr.data import load_arrays
-from xssr.metrics import dice_per_image, summarise_dice
 from xssr.metrics.embedding import domain_separability
+from xssr.pipeline import Inputs, Pipeline, StageResult
 from xssr.report.io import read_json, remove_interrupted_writes, write_json
 from xssr.report.provenance import config_fingerprint, environment, git_commit
-from xssr.selection import select as select_core
+from xssr.selection.registry import get_method
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class _CheckedInputs:
     GROUPS = ("source", "pool", "test")
 
     def __init__(self):
-        self._checked: dict[tuple, _Run] = {}
+        self._checked: dict[tuple, Inputs] = {}
         self._digests: dict[tuple, str] = {}
 
     @staticmethod
@@ -69,11 +69,11 @@ class _CheckedInputs:
         d = spec.config.data
         return d.source, d.pool, d.test, d.data_root
 
-    def of(self, spec: RunSpec) -> _Run:
+    def of(self, spec: RunSpec) -> Inputs:
         where = self._where(spec)
         if where not in self._checked:
-            checked = _Run(spec.config, Path("."))  # folder unused: only the inputs are read
-            checked.needs(self.GROUPS, masks=["pool", "test"])
+            checked = Inputs(spec.config)
+            checked.check(self.GROUPS, masks=["pool", "test"])
             self._checked[where] = checked
             self._digests[where] = config_fingerprint({g: checked.group_hash(g) for g in self.GROUPS})
         return self._checked[where]
@@ -115,7 +115,7 @@ def run_suite(
     for group_specs in groups.values():
         if max_runs is not None and counts["ran"] >= max_runs:
             break
-        context = _GroupContext(group_specs[0], work, inputs.of(group_specs[0]))
+        context = _GroupContext(group_specs[0], work, inputs.of(group_specs[0]).for_config(group_specs[0].config))
         for spec in group_specs:
             if max_runs is not None and counts["ran"] >= max_runs:
                 break
@@ -143,91 +143,66 @@ def _write_progress(results: Path, suite: Suite, everything: list[RunSpec], last
 
 
 class _GroupContext:
-    """Inputs, arrays and MAE embeddings shared by the runs of one (dataset, settings, seed) group."""
+    """The runs of one (dataset, data and MAE settings, seed) group: they share decoded inputs, and
+    the MAE and embeddings through the store, which every suite shares (``WORK/store``)."""
 
-    def __init__(self, first: RunSpec, work: Path, checked: _Run):
-        self.config = first.config
-        folder = work / first.suite / first.dataset / f"{first.group[1]}_s{first.seed}"
-        self.pipeline = _Run(self.config, folder)
-        self.pipeline.adopt_inputs(checked)
-        self.pipeline.out.mkdir(parents=True, exist_ok=True)
-        self._embeddings: tuple[np.ndarray, np.ndarray] | None = None
-        self.timings: dict[str, float] = {}
-        self.embedding_diagnostics: dict[str, float] = {}
+    def __init__(self, first: RunSpec, work: Path, inputs: Inputs):
+        self.folder = work / first.suite / first.dataset / f"{first.group[1]}_s{first.seed}"
+        self.store = work / "store"
+        self.inputs = inputs
+        self._domain_auc: dict[str, float] = {}
 
-    def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._embeddings is None:
-            paths = self.pipeline.embed()
-            self._embeddings = (np.load(paths["pool"]), np.load(paths["source"]))
-            # How well the MAE sees the shift; novelty is only meaningful when it does.
-            self.embedding_diagnostics = {
-                "domain_auc": round(domain_separability(self._embeddings[1], self._embeddings[0],
-                                                        random_state=self.config.seed), 4)}
-            for stage in ("pretrain", "embed"):
-                manifest = read_json(self.pipeline.out / stage / "manifest.json")
-                self.timings[f"{stage}_seconds"] = manifest["seconds"]
-                if stage == "pretrain":
-                    self.timings["mae_images_per_second"] = manifest["outputs"].get("images_per_second")
-                elif manifest["seconds"]:
-                    embedded = sum(manifest["outputs"]["counts"].values())
-                    self.timings["embed_images_per_second"] = round(embedded / manifest["seconds"], 2)
-        return self._embeddings
+    def _embedding_record(self, pipeline: Pipeline, embeddings: StageResult) -> tuple[dict, dict]:
+        """Timings of the MAE and embed stages, and how well the MAE sees the shift."""
+        if embeddings.fingerprint not in self._domain_auc:
+            pool, source = np.load(embeddings.folder / "pool.npy"), np.load(embeddings.folder / "source.npy")
+            # Novelty is only meaningful when the embedding separates the domains.
+            self._domain_auc[embeddings.fingerprint] = round(
+                domain_separability(source, pool, random_state=pipeline.config.seed), 4)
+        pretrained = pipeline.results["pretrain"]
+        timings = {"pretrain_seconds": pretrained.seconds,
+                   "mae_images_per_second": pretrained.outputs.get("images_per_second"),
+                   "embed_seconds": embeddings.seconds}
+        if embeddings.seconds:
+            timings["embed_images_per_second"] = round(sum(embeddings.outputs["counts"].values())
+                                                       / embeddings.seconds, 2)
+        return timings, {"domain_auc": self._domain_auc[embeddings.fingerprint]}
 
     def run(self, spec: RunSpec) -> dict[str, Any]:
-        from xssr.train import predict_probabilities, train_unet
-
-        p = self.pipeline
-        pool, test = p.records["pool"], p.records["test"]
-        cfg = spec.config
+        pipeline = Pipeline(spec.config, self.folder / spec.name, self.inputs, store=self.store)
+        method = get_method(spec.method)
         # Random picks need no MAE; they get a coverage figure whenever this seed's embeddings
         # exist (now or from an earlier, interrupted sweep), but never train an MAE for it.
-        have_embeddings = (spec.method in EMBEDDING_METHODS or self._embeddings is not None
-                           or self.pipeline.embeddings_ready())
-        if have_embeddings:
-            pool_emb, source_emb = self.embeddings()
-        else:
-            pool_emb, source_emb = np.zeros((len(pool), 1), np.float32), None
-        started = time.perf_counter()  # after the (cached) MAE, so this times the selection alone
-        if spec.method == "full":
-            indices, extra = np.arange(len(pool)), {}
-        else:
-            result = select_core(pool_emb, source_emb, random_state=spec.seed, sites=[r.site for r in pool],
-                                 **method_settings(spec.method, cfg.select))
-            indices = result.indices
-            extra = {"alpha": result.alpha, "coverage": result.coverage if have_embeddings else None,
-                     "alpha_curve": [list(pair) for pair in result.alpha_curve],
-                     "delta": getattr(result, "delta", None)}
-        select_seconds = time.perf_counter() - started
-
-        chosen = [pool[i] for i in indices]
-        d = cfg.data
-        images, masks = load_arrays(chosen, d.image_size, p.channels, d.normalize, with_masks=True)
-        model, history = train_unet(images, masks, cfg.train, seed=spec.seed, device=p.device)
-        test_images, test_masks = p.arrays("test", with_masks=True)
-        start_infer = time.perf_counter()
-        prob = predict_probabilities(model, test_images, device=p.device, precision=cfg.train.precision)
-        infer_seconds = time.perf_counter() - start_infer
-        dice = dice_per_image(prob, test_masks, cfg.train.threshold)
-        logger.info("%s: Dice %.4f", spec.name, float(dice.mean()))
+        embeddings = pipeline.embeddings() if method.uses_embeddings else pipeline.embeddings_ready()
+        timings, diagnostics = self._embedding_record(pipeline, embeddings) if embeddings else ({}, {})
+        selection = pipeline.select(spec.method, embeddings)
+        trained = pipeline.train(spec.method, selection)
+        metrics = pipeline.evaluate(spec.method, trained)
+        evaluated = pipeline.results[f"evaluate/{spec.method}"]
+        chosen = pipeline.selected(selection)
+        logger.info("%s: Dice %.4f", spec.name, metrics["dice"]["overall"]["mean"])
+        s = selection.outputs
         return {
             "key": spec.key,
             "suite": spec.suite, "dataset": spec.dataset, "method": spec.method, "budget": spec.budget,
             "variant": spec.variant, "seed": spec.seed,
-            "n_train": int(len(indices)),
-            "dice": summarise_dice(dice, [r.site for r in test]),
+            "n_train": len(chosen),
+            "dice": metrics["dice"],
             "selected": [{"case_id": r.case_id, "site": r.site, "slice_index": r.slice_index} for r in chosen],
             "selected_sites": _count([r.site for r in chosen]),
-            "selection": extra,
-            "embedding": dict(self.embedding_diagnostics),
+            "selection": {} if method.algorithm is None else {
+                "alpha": s["alpha"], "coverage": s["coverage"] if embeddings else None,
+                "alpha_curve": s["alpha_curve"], "delta": s["delta"]},
+            "embedding": diagnostics,
             "timings": {
-                **self.timings, "select_seconds": round(select_seconds, 3),
-                "unet_train_seconds": round(history.seconds, 2), "unet_steps": history.steps,
-                "unet_images_per_second": round(history.samples_per_second, 2),
-                "inference_images_per_second": round(len(test) / infer_seconds, 2) if infer_seconds else None,
+                **timings, "select_seconds": round(selection.seconds, 3),
+                "unet_train_seconds": trained.outputs["train_seconds"], "unet_steps": trained.outputs["steps"],
+                "unet_images_per_second": trained.outputs["images_per_second"],
+                "inference_images_per_second": evaluated.outputs.get("inference_images_per_second"),
             },
-            "config": cfg.to_dict(),
+            "config": spec.config.to_dict(),
             "environment": {k: v for k, v in environment().items() if k != "git_commit"},
-            "device": str(p.device),
+            "device": str(pipeline.device),
         }
 
 

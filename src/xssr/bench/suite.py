@@ -13,46 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xssr.config import METHODS, RunConfig, apply_overrides, read_toml
+from xssr.config import RunConfig, apply_overrides, fingerprint_settings, read_toml
+from xssr.selection.registry import method_names
 from xssr.report.provenance import config_fingerprint
-
-
-#: Every setting that run keys covered when committed runs were first recorded (key policy
-#: v1). These always enter the key, as they did then. A setting added later enters a key only
-#: when a run sets it away from its default, so adding one leaves every committed run's key,
-#: and so its result file, valid. Never add a name here: that would change every key.
-KEY_V1_SETTINGS = frozenset({
-    "data.source", "data.pool", "data.test", "data.data_root", "data.image_size", "data.channels",
-    "data.normalize",
-    "pretrain.epochs", "pretrain.batch_size", "pretrain.lr", "pretrain.weight_decay", "pretrain.mask_ratio",
-    "pretrain.patch_size", "pretrain.widths", "pretrain.loss_on", "pretrain.train_on", "pretrain.precision",
-    "select.methods", "select.budget", "select.alpha", "select.alpha_grid", "select.beta", "select.k",
-    "select.metric",
-    "train.epochs", "train.batch_size", "train.lr", "train.weight_decay", "train.min_steps", "train.steps",
-    "train.channels", "train.num_res_units", "train.precision", "train.threshold",
-    "seed", "device",
-})
-
-
-def key_settings(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """The part of a resolved configuration (``RunConfig.to_dict()``) that a run key hashes.
-
-    Settings outside :data:`KEY_V1_SETTINGS` that equal their value in ``defaults`` are left
-    out; everything else is kept as it is. Sections may gain settings, and whole new sections
-    may appear; both follow the same rule.
-    """
-    kept: dict[str, Any] = {}
-    for name, value in config.items():
-        if isinstance(value, dict):
-            section_defaults = defaults.get(name, {})
-            section = {field_name: v for field_name, v in value.items()
-                       if f"{name}.{field_name}" in KEY_V1_SETTINGS
-                       or field_name not in section_defaults or v != section_defaults[field_name]}
-            if section or name in {k.split(".")[0] for k in KEY_V1_SETTINGS}:
-                kept[name] = section
-        elif name in KEY_V1_SETTINGS or name not in defaults or value != defaults[name]:
-            kept[name] = value
-    return kept
 
 
 @dataclass(frozen=True)
@@ -87,8 +50,8 @@ class RunSpec:
 
     @property
     def key(self) -> str:
-        config = key_settings(self.config.to_dict(), RunConfig().to_dict())
-        return config_fingerprint({"method": self.method, "budget": self.budget, "config": config})
+        return config_fingerprint({"method": self.method, "budget": self.budget,
+                                   "config": fingerprint_settings(self.config)})
 
     @property
     def name(self) -> str:
@@ -152,7 +115,7 @@ def _parse(raw: dict[str, Any], path: Path) -> Suite:
     experiments = []
     for entry in raw["experiments"]:
         methods = tuple(entry["methods"])
-        unknown = [m for m in methods if m not in METHODS]
+        unknown = [m for m in methods if m not in method_names()]
         if unknown:
             raise ValueError(f"experiment {entry.get('table')!r}: unknown methods {unknown}")
         names = tuple(entry.get("datasets", list(datasets)))

@@ -14,11 +14,11 @@ Example::
 from .baselines import coreset_select, random_select, site_allocation, stratified_random_select
 from .neighbors import knn_mean_distance, nearest_distance
 from .probcover import choose_delta, probcover_select
-from .selector import METHODS, SelectionResult, XSSRSelector, resolve_budget, select
+from .selector import ALGORITHMS, SelectionResult, XSSRSelector, register_algorithm, resolve_budget, select
 from .typiclust import typiclust_select
 
 __all__ = [
-    "METHODS",
+    "ALGORITHMS",
     "SelectionResult",
     "XSSRSelector",
     "choose_delta",
@@ -27,6 +27,7 @@ __all__ = [
     "nearest_distance",
     "probcover_select",
     "random_select",
+    "register_algorithm",
     "resolve_budget",
     "select",
     "site_allocation",

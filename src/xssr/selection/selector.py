@@ -22,6 +22,7 @@ import logging
 import math
 import numbers
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -53,8 +54,25 @@ from .xssr import xssr_select
 
 logger = logging.getLogger(__name__)
 
-# The original three stay last so that the error listing them keeps its wording.
-METHODS = ("typiclust", "probcover", "stratified-random", "xssr", "random", "coreset")
+#: Algorithm name -> function(validated params) -> SelectionResult. Filled by
+#: :func:`register_algorithm`; :func:`select` dispatches through it.
+ALGORITHMS: dict[str, Callable[[dict], "SelectionResult"]] = {}
+
+
+def register_algorithm(name: str):
+    """Decorator: make ``function(params) -> SelectionResult`` the algorithm ``name`` of :func:`select`.
+
+    ``params`` holds the validated arguments of :func:`select`: ``pool`` and ``source``
+    (float64 arrays), ``budget`` (a count), ``alpha``, ``beta``, ``k``, ``alpha_grid``,
+    ``metric``, ``rng`` (a Generator), ``backend`` and ``sites``.
+    """
+    def add(function):
+        if name in ALGORITHMS:
+            raise ValueError(f"A selection algorithm named {name!r} is already registered.")
+        ALGORITHMS[name] = function
+        return function
+
+    return add
 
 
 @dataclass(frozen=True)
@@ -148,7 +166,7 @@ def _validate(
     sites=None,
 ):
     """Check every argument of :func:`select`; return them normalised, as a dict."""
-    check_choice(method, "method", METHODS)
+    check_choice(method, "method", tuple(ALGORITHMS))
     check_choice(metric, "metric", METRICS)
     check_choice(backend, "backend", BACKENDS)
     pool = check_embeddings(pool, "pool_embeddings")
@@ -254,46 +272,64 @@ def select(
         alpha_grid, metric, random_state, backend, sites,
     )
     logger.debug("select: method=%s budget=%d pool=%s", method, p["budget"], p["pool"].shape)
-    if method == "xssr":
-        run = xssr_select(
-            p["pool"], p["source"], p["budget"], alpha=p["alpha"], beta=p["beta"], k=p["k"],
-            alpha_grid=p["alpha_grid"], metric=metric, backend=backend,
-        )
-        return SelectionResult(
-            method=method, indices=run.indices, coverage=run.coverage, alpha=run.alpha,
-            beta=p["beta"], alpha_curve=run.alpha_curve, components=run.components,
-        )
-    if method == "coreset":
-        picks = coreset_select(p["pool"], p["budget"], p["rng"], metric)
-        return SelectionResult(
-            method=method, indices=picks.indices, coverage=picks.coverage,
-            components={"diversity": picks.diversity},
-        )
-    if method == "typiclust":
-        picks = typiclust_select(
-            p["pool"], p["budget"], p["rng"], metric=metric, backend=backend
-        )
-        return SelectionResult(
-            method=method, indices=picks.indices, coverage=picks.coverage,
-            components={"typicality": picks.typicality, "cluster_size": picks.cluster_size},
-        )
-    if method == "probcover":
-        picks = probcover_select(
-            p["pool"], p["budget"], p["rng"], metric=metric, backend=backend
-        )
-        return SelectionResult(
-            method=method, indices=picks.indices, coverage=picks.coverage,
-            components={"newly_covered": picks.newly_covered}, delta=picks.delta,
-            purity_curve=picks.purity_curve,
-        )
-    if method == "stratified-random":
-        indices = stratified_random_select(p["sites"], p["budget"], p["rng"])
-    else:
-        indices = random_select(p["pool"].shape[0], p["budget"], p["rng"])
-    coverage = float(
-        nearest_distance(p["pool"], p["pool"][indices], metric=metric, backend=backend).mean()
+    return ALGORITHMS[method](p)
+
+
+@register_algorithm("xssr")
+def _xssr(p: dict) -> SelectionResult:
+    run = xssr_select(
+        p["pool"], p["source"], p["budget"], alpha=p["alpha"], beta=p["beta"], k=p["k"],
+        alpha_grid=p["alpha_grid"], metric=p["metric"], backend=p["backend"],
     )
-    return SelectionResult(method=method, indices=indices, coverage=coverage)
+    return SelectionResult(
+        method="xssr", indices=run.indices, coverage=run.coverage, alpha=run.alpha,
+        beta=p["beta"], alpha_curve=run.alpha_curve, components=run.components,
+    )
+
+
+@register_algorithm("coreset")
+def _coreset(p: dict) -> SelectionResult:
+    picks = coreset_select(p["pool"], p["budget"], p["rng"], p["metric"])
+    return SelectionResult(
+        method="coreset", indices=picks.indices, coverage=picks.coverage,
+        components={"diversity": picks.diversity},
+    )
+
+
+@register_algorithm("typiclust")
+def _typiclust(p: dict) -> SelectionResult:
+    picks = typiclust_select(p["pool"], p["budget"], p["rng"], metric=p["metric"], backend=p["backend"])
+    return SelectionResult(
+        method="typiclust", indices=picks.indices, coverage=picks.coverage,
+        components={"typicality": picks.typicality, "cluster_size": picks.cluster_size},
+    )
+
+
+@register_algorithm("probcover")
+def _probcover(p: dict) -> SelectionResult:
+    picks = probcover_select(p["pool"], p["budget"], p["rng"], metric=p["metric"], backend=p["backend"])
+    return SelectionResult(
+        method="probcover", indices=picks.indices, coverage=picks.coverage,
+        components={"newly_covered": picks.newly_covered}, delta=picks.delta,
+        purity_curve=picks.purity_curve,
+    )
+
+
+def coverage_of(p: dict, indices: np.ndarray) -> float:
+    """Mean distance from every pool sample to its nearest pick (Eq. 9), for any algorithm."""
+    return float(nearest_distance(p["pool"], p["pool"][indices], metric=p["metric"], backend=p["backend"]).mean())
+
+
+@register_algorithm("stratified-random")
+def _stratified_random(p: dict) -> SelectionResult:
+    indices = stratified_random_select(p["sites"], p["budget"], p["rng"])
+    return SelectionResult(method="stratified-random", indices=indices, coverage=coverage_of(p, indices))
+
+
+@register_algorithm("random")
+def _random(p: dict) -> SelectionResult:
+    indices = random_select(p["pool"].shape[0], p["budget"], p["rng"])
+    return SelectionResult(method="random", indices=indices, coverage=coverage_of(p, indices))
 
 
 class XSSRSelector:

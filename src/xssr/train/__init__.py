@@ -1,10 +1,21 @@
-"""Training: the MAE that embeds images and the U-Net that segments them (torch lives here)."""
+"""Training: the MAE that embeds images and the U-Net that segments them (torch lives here).
 
-from xssr.train.loop import TrainHistory, train_minibatches
-from xssr.train.pretrain import embed_batches, load_mae, train_mae
-from xssr.train.segment import load_unet, predict_probabilities, train_unet
+Names are imported on first use, so that code which only reads the recipe registry (the
+configuration check, say) does not import torch.
+"""
 
-__all__ = [
-    "TrainHistory", "embed_batches", "load_mae", "load_unet", "predict_probabilities",
-    "train_mae", "train_minibatches", "train_unet",
-]
+import importlib
+
+_WHERE = {
+    "TrainHistory": "loop", "train_minibatches": "loop",
+    "embed_batches": "pretrain", "load_mae": "pretrain", "train_mae": "pretrain",
+    "load_unet": "segment", "predict_probabilities": "segment", "train_unet": "segment",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'xssr.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"xssr.train.{_WHERE[name]}"), name)

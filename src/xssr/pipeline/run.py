@@ -1,0 +1,367 @@
+"""The one orchestrator: the stages a command needs, run forward, each cached by fingerprint.
+
+A run folder holds one subfolder per stage::
+
+    OUT/pretrain/            mae.pt, history.csv, manifest.json
+    OUT/embed/               source.npy, pool.npy, pool_index.csv, manifest.json
+    OUT/select/<method>/     selection.csv, alpha_curve.csv, manifest.json
+    OUT/train/<method>/      unet.pt, history.csv, manifest.json
+    OUT/evaluate/<method>/   metrics.json, per_image.csv, manifest.json
+
+Each stage takes its upstream results as arguments (:class:`StageResult`), so the order is
+written once, in :meth:`Pipeline.run`. Stages that depend only on their inputs (the MAE and
+the embeddings) can live in a shared *store* instead, ``STORE/<stage>/<fingerprint>/``, where
+every run and benchmark suite with the same data and settings finds them. The API, the CLI
+and the benchmark all go through this class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xssr.config import RunConfig, fingerprint_settings
+from xssr.data import ImageRecord, InputError, iter_arrays, load_arrays
+from xssr.data.records import record_row
+from xssr.metrics import dice_per_image, summarise_dice
+from xssr.pipeline.inputs import Inputs
+from xssr.pipeline.stage import Stage
+from xssr.report.io import read_csv, read_json, save_array, write_csv, write_json
+from xssr.report.provenance import config_fingerprint
+from xssr.selection import SelectionResult
+from xssr.selection import select as select_core
+from xssr.selection.registry import get_method
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """A finished stage: where its files are, its fingerprint and what its manifest recorded."""
+
+    folder: Path
+    fingerprint: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def path(self, key: str) -> Path:
+        return self.folder / self.outputs[key]
+
+
+def resolve_device(name: str):
+    """'auto' -> cuda when present, else cpu; asking for cuda without one is an error."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"The 'device' {name!r} was asked for, but PyTorch sees no CUDA device here; use cpu or auto.")
+    return torch.device(name)
+
+
+def _progress(enabled: bool, desc: str, total: int):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+
+    def update(done: int, total_now: int, loss: float | None = None) -> None:
+        bar.total = total_now
+        bar.n = done
+        if loss is not None:
+            bar.set_postfix(loss=f"{loss:.4f}")
+        bar.refresh()
+        if done >= total_now:
+            bar.close()
+
+    return update
+
+
+def needs_embeddings(config: RunConfig) -> bool:
+    """Whether any configured method reads embeddings (so the MAE must be trained and applied)."""
+    return any(get_method(m).uses_embeddings for m in config.select.methods)
+
+
+def plan(config: RunConfig, command: str) -> tuple[list[str], list[str]]:
+    """The input groups a command reads, and those whose masks must all exist, for ``config``."""
+    embeds = needs_embeddings(config)
+    if command == "pretrain":
+        return ["source"] + (["pool"] if config.pretrain.train_on == "source+pool" else []), []
+    if command == "embed":
+        return ["source", "pool"], []
+    if command == "select":
+        return (["source", "pool"] if embeds else ["pool"]), []
+    # Pool masks are needed up front only when the whole pool is trained on; otherwise only the
+    # selected images must be annotated, and that is checked once the selection is known.
+    pool_masks = ["pool"] if any(get_method(m).algorithm is None for m in config.select.methods) else []
+    if command == "train":
+        return (["source", "pool"] if embeds else ["pool"]), pool_masks
+    return (["source", "pool", "test"] if embeds else ["pool", "test"]), pool_masks + ["test"]
+
+
+class Pipeline:
+    """The stages of one configuration, over checked :class:`Inputs`, writing under ``out``."""
+
+    def __init__(self, config: RunConfig, out: str | Path, inputs: Inputs, *, store: str | Path | None = None,
+                 progress: bool = False):
+        self.config = config
+        self.out = Path(out)
+        self.inputs = inputs
+        self.store = Path(store) if store is not None else None
+        self.progress = progress
+        self._device = None
+        self._announced: set[str] = set()
+        self._settings = fingerprint_settings(config)
+        #: Every stage this pipeline ran or reused, by label ("pretrain", "train/xssr", ...).
+        self.results: dict[str, StageResult] = {}
+
+    @property
+    def device(self):
+        if self._device is None:
+            self._device = resolve_device(self.config.device)
+        return self._device
+
+    # ---- bookkeeping
+    def _shared(self, name: str, inputs: dict[str, Any]) -> Stage:
+        """A stage that depends only on its inputs: in the store when there is one."""
+        folder = self.store / name / config_fingerprint(inputs) if self.store else self.out / name
+        return Stage(folder, inputs, name=name)
+
+    def _reuse(self, stage: Stage) -> StageResult:
+        # Later stages are asked for again for every method: say "reused" once per stage.
+        if stage.label not in self._announced:
+            self._announced.add(stage.label)
+            stage.reuse()
+        return self._result(stage)
+
+    def _result(self, stage: Stage) -> StageResult:
+        manifest = read_json(stage.manifest_path)
+        result = StageResult(stage.folder, manifest["fingerprint"], manifest.get("outputs", {}),
+                             manifest.get("seconds", 0.0))
+        self.results[stage.label] = result
+        return result
+
+    def _done(self, stage: Stage, *files: str) -> bool:
+        return stage.is_complete() and all((stage.folder / f).exists() for f in files)
+
+    # ---- stage 1: MAE
+    def _pretrain_groups(self) -> list[str]:
+        return ["source"] + (["pool"] if self.config.pretrain.train_on == "source+pool" else [])
+
+    def _pretrain_stage(self) -> Stage:
+        return self._shared("pretrain", {
+            "data": self.inputs.data_key(), "pretrain": self._settings["pretrain"], "seed": self.config.seed,
+            "inputs": {g: self.inputs.group_hash(g, masks=False) for g in self._pretrain_groups()}})
+
+    def pretrain(self) -> StageResult:
+        """Train the MAE on the source (and, if configured, pool) images."""
+        cfg, stage = self.config.pretrain, self._pretrain_stage()
+        if self._done(stage, "mae.pt"):
+            return self._reuse(stage)
+        started = stage.start()
+        images = np.concatenate([self.inputs.arrays(g, with_masks=False)[0] for g in self._pretrain_groups()])
+        from xssr.train import train_mae
+
+        model, history = train_mae(images, cfg, seed=self.config.seed, device=self.device,
+                                   progress=_progress(self.progress, "pretrain MAE", cfg.epochs))
+        save_state(stage.folder / "mae.pt", model.state_dict())
+        write_csv(stage.folder / "history.csv", [{"epoch": i + 1, "loss": v} for i, v in enumerate(history.epoch_loss)])
+        stage.finish(started, {
+            "checkpoint": "mae.pt", "n_images": len(images), "in_channels": self.inputs.channels,
+            "widths": list(cfg.widths), "final_loss": history.epoch_loss[-1],
+            "images_per_second": round(history.samples_per_second, 2),
+        })
+        return self._result(stage)
+
+    # ---- stage 1b: embeddings
+    def _embed_stage(self, mae_fingerprint: str) -> Stage:
+        return self._shared("embed", {
+            "pretrain": mae_fingerprint, "data": self.inputs.data_key(),
+            "inputs": {g: self.inputs.group_hash(g, masks=False) for g in ("source", "pool")}})
+
+    def embeddings_ready(self) -> StageResult | None:
+        """The embeddings if both the MAE and the embed stage are finished already, else None."""
+        pre = self._pretrain_stage()
+        if not self._done(pre, "mae.pt"):
+            return None
+        stage = self._embed_stage(pre.fingerprint)
+        if not self._done(stage, "source.npy", "pool.npy"):
+            return None
+        self._reuse(pre)
+        return self._reuse(stage)
+
+    def embed(self, mae: StageResult) -> StageResult:
+        """Embed the source and pool images with the MAE of ``mae``."""
+        import torch
+
+        from xssr.train import embed_batches, load_mae
+
+        stage = self._embed_stage(mae.fingerprint)
+        if self._done(stage, "source.npy", "pool.npy"):
+            return self._reuse(stage)
+        started = stage.start()
+        model = load_mae(torch.load(mae.path("checkpoint"), map_location="cpu", weights_only=True),
+                         self.inputs.channels, self.config.pretrain.widths)
+        d, counts = self.config.data, {}
+        for group in ("source", "pool"):
+            decoded = self.inputs.decoded(group)
+            if decoded is not None:  # already decoded for MAE training: embed from memory
+                batches = (decoded[i:i + 64] for i in range(0, len(decoded), 64))
+            else:  # stream, so a large pool is embedded in bounded memory
+                batches = iter_arrays(self.inputs.records[group], d.image_size, self.inputs.channels, d.normalize,
+                                      batch_size=64)
+            embedding = embed_batches(model, batches, device=self.device, precision=self.config.pretrain.precision)
+            save_array(stage.folder / f"{group}.npy", embedding)
+            counts[group] = int(len(embedding))
+        write_csv(stage.folder / "pool_index.csv",
+                  [record_row(i, r) for i, r in enumerate(self.inputs.records["pool"])])
+        stage.finish(started, {"files": {"source": "source.npy", "pool": "pool.npy"}, "counts": counts,
+                               "seed": self.config.seed, "pool_spec": self.config.data.pool})
+        return self._result(stage)
+
+    # ---- stage 2: selection
+    def select(self, method: str, embeddings: StageResult | None) -> StageResult:
+        """Choose ``method``'s images; with ``embeddings`` None only methods without them can run."""
+        spec, s = get_method(method), self.config.select
+        if spec.uses_embeddings and embeddings is None:
+            raise ValueError(f"The method {method!r} needs embeddings, but none were given.")
+        pool = self.inputs.records["pool"]
+        upstream = embeddings.fingerprint if embeddings is not None else self.inputs.group_hash("pool", masks=False)
+        settings = {} if spec.algorithm is None else spec.select_kwargs(s)
+        stage = Stage(self.out / "select" / method, name=f"select/{method}",
+                      inputs={"method": method, "upstream": upstream, "settings": settings, "seed": self.config.seed})
+        if self._done(stage, "selection.csv"):
+            return self._reuse(stage)
+        started = stage.start()
+        if spec.algorithm is None:
+            result = SelectionResult(method=method, indices=np.arange(len(pool)), coverage=0.0)
+        elif embeddings is None:
+            # Random picks depend on the pool size only; without embeddings coverage is unknown.
+            result = select_core(np.zeros((len(pool), 1), np.float32), None, random_state=self.config.seed,
+                                 sites=[r.site for r in pool], **settings)
+            result = dataclasses.replace(result, coverage=float("nan"))
+        else:
+            result = select_core(np.load(embeddings.folder / "pool.npy"), np.load(embeddings.folder / "source.npy"),
+                                 random_state=self.config.seed, sites=[r.site for r in pool], **settings)
+        from xssr.exchange.selection_csv import write_selection
+
+        write_selection(stage.folder, result, pool)
+        stage.finish(started, {
+            "selection": "selection.csv", "n_selected": int(len(result.indices)), "alpha": result.alpha,
+            "coverage": None if np.isnan(result.coverage) else result.coverage,
+            "alpha_curve": [list(pair) for pair in result.alpha_curve], "delta": result.delta,
+        })
+        return self._result(stage)
+
+    def selected(self, selection: StageResult) -> list[ImageRecord]:
+        """The pool records a selection chose, in pick order."""
+        by_key = {r.key: r for r in self.inputs.records["pool"]}
+        return [by_key[row["key"]] for row in read_csv(selection.path("selection"))]
+
+    # ---- stage 3: U-Net
+    def train(self, method: str, selection: StageResult) -> StageResult:
+        """Train a U-Net on the images of ``selection`` (their masks must exist)."""
+        records = self.selected(selection)
+        cfg = self.config.train
+        stage = Stage(
+            self.out / "train" / method, name=f"train/{method}",
+            # Pick order is kept: it decides the batches. The threshold only matters when evaluating.
+            inputs={"train": {k: v for k, v in self._settings["train"].items() if k != "threshold"},
+                    "data": self.inputs.data_key(), "seed": self.config.seed,
+                    "images": [(r.key, *self.inputs.record_hash(r.key)) for r in records]},
+        )
+        if self._done(stage, "unet.pt"):
+            return self._reuse(stage)
+        # A manifest may name the mask files before they are drawn; the input check lets a
+        # missing one pass for stages that need no masks, so it is caught here, before training.
+        unannotated = [r for r in records if r.mask is None or not r.mask.is_file()]
+        if unannotated:
+            raise InputError([(r.label, f"selected for annotation by '{method}' but has no mask yet"
+                               + (f" ({r.mask} does not exist)" if r.mask is not None else ""))
+                              for r in unannotated])
+        started = stage.start()
+        d = self.config.data
+        images, masks = load_arrays(records, d.image_size, self.inputs.channels, d.normalize, with_masks=True)
+        from xssr.train.recipes import get_recipe
+
+        model, history = get_recipe(cfg.recipe)(
+            images, masks, cfg, seed=self.config.seed, device=self.device,
+            progress=_progress(self.progress, f"train U-Net ({method})", cfg.epochs))
+        save_state(stage.folder / "unet.pt", model.state_dict())
+        write_csv(stage.folder / "history.csv", [{"epoch": i + 1, "loss": v} for i, v in enumerate(history.epoch_loss)])
+        stage.finish(started, {
+            "checkpoint": "unet.pt", "n_train": len(records), "in_channels": self.inputs.channels,
+            "steps": history.steps, "train_seconds": round(history.seconds, 2),
+            "images_per_second": round(history.samples_per_second, 2),
+        })
+        return self._result(stage)
+
+    # ---- stage 4: evaluation
+    def evaluate(self, method: str, trained: StageResult) -> dict[str, Any]:
+        """Test Dice of the U-Net of ``trained``; returns the metrics written to metrics.json."""
+        import time
+
+        import torch
+
+        from xssr.train import load_unet, predict_probabilities
+
+        threshold = self.config.train.threshold
+        stage = Stage(self.out / "evaluate" / method, name=f"evaluate/{method}",
+                      inputs={"train": trained.fingerprint, "test": self.inputs.group_hash("test"),
+                              "threshold": threshold, "data": self.inputs.data_key()})
+        if self._done(stage, "metrics.json"):
+            self._reuse(stage)
+            return read_json(stage.folder / "metrics.json")
+        started = stage.start()
+        model = load_unet(torch.load(trained.path("checkpoint"), map_location="cpu", weights_only=True),
+                          self.inputs.channels, self.config.train)
+        images, masks = self.inputs.arrays("test", with_masks=True)
+        start_infer = time.perf_counter()
+        probabilities = predict_probabilities(model, images, device=self.device, precision=self.config.train.precision)
+        infer_seconds = time.perf_counter() - start_infer
+        dice = dice_per_image(probabilities, masks, threshold)
+        test = self.inputs.records["test"]
+        metrics = {
+            "method": method, "n_train": trained.outputs["n_train"],
+            "dice": summarise_dice(dice, [r.site for r in test]),
+            "threshold": threshold, "train_seconds": trained.outputs["train_seconds"],
+        }
+        write_csv(stage.folder / "per_image.csv",
+                  [{**record_row(i, r), "dice": float(v)} for i, (r, v) in enumerate(zip(test, dice))])
+        write_json(stage.folder / "metrics.json", metrics)
+        stage.finish(started, {"metrics": "metrics.json", "inference_images_per_second":
+                               round(len(test) / infer_seconds, 2) if infer_seconds else None})
+        self._result(stage)
+        return metrics
+
+    # ---- whole commands, forward
+    def embeddings(self) -> StageResult:
+        return self.embed(self.pretrain())
+
+    def selections(self) -> dict[str, StageResult]:
+        """Every configured method's selection; the MAE and embeddings are made once, first."""
+        embeddings = self.embeddings() if needs_embeddings(self.config) else None
+        return {m: self.select(m, embeddings) for m in self.config.select.methods}
+
+    def trained(self) -> dict[str, StageResult]:
+        return {m: self.train(m, selection) for m, selection in self.selections().items()}
+
+    def run(self) -> tuple[dict[str, dict[str, Any]], dict[str, StageResult]]:
+        """Select, train and evaluate every configured method: (metrics, selections) per method."""
+        selections = self.selections()
+        metrics = {m: self.evaluate(m, self.train(m, selection)) for m, selection in selections.items()}
+        return metrics, selections
+
+
+def save_state(path: Path, state: dict) -> None:
+    """A state dict, written atomically (checkpoints are data, not code)."""
+    import torch
+
+    from xssr.report.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)

@@ -1,0 +1,16 @@
+"""The plain-text summary a run ends with: one line per method."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
+    """Method, annotated images, test Dice (mean ± std over test images), share of full-data Dice."""
+    full = metrics.get("full", {}).get("dice", {}).get("overall", {}).get("mean")
+    lines = [f"{'method':<20} {'n_labelled':>10} {'test Dice':>17} {'% of full':>10}"]
+    for method, m in metrics.items():
+        overall = m["dice"]["overall"]
+        share = f"{100 * overall['mean'] / full:9.1f}%" if full else f"{'-':>10}"
+        lines.append(f"{method:<20} {m['n_train']:>10d} {overall['mean']:>9.4f} ± {overall['std']:.4f} {share}")
+    return "\n".join(lines)
