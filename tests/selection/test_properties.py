@@ -131,21 +131,18 @@ def embeddings(draw, n_rows, n_features, exponent):
 
 @st.composite
 def budgets(draw, n_pool):
-    """A count (int or numpy int) or a fraction of the pool in (0, 1]."""
+    """A count (int, numpy int or whole float) or a fraction of the pool in (0, 1)."""
     if draw(st.booleans()):
         count = draw(st.one_of(st.just(1), st.just(n_pool), st.integers(1, n_pool)))
-        return draw(st.sampled_from([int, np.int64]))(count)
-    return draw(st.one_of(
-        st.just(1.0), st.just(1.0 / n_pool), st.sampled_from([0.05, 0.5]),
-        st.floats(0.0, 1.0, exclude_min=True),
-    ))
+        return draw(st.sampled_from([int, np.int64, float]))(count)
+    fractions = [0.05, 0.5] + ([1.0 / n_pool] if n_pool > 1 else [])
+    return draw(st.one_of(st.sampled_from(fractions), st.floats(0.0, 1.0, exclude_min=True, exclude_max=True)))
 
 
 def expected_count(budget, n_pool):
-    # An int is a count; a float is a fraction of the pool, rounded down but never below
-    # one sample (resolve_budget's documented rule, so 1.0 means the whole pool and 1
-    # means one sample).
-    if isinstance(budget, (int, np.integer)):
+    # A whole number is a count (1 and 1.0 both mean one sample); a number in (0, 1) is a
+    # fraction of the pool, rounded down but never below one sample (resolve_budget's rule).
+    if isinstance(budget, (int, np.integer)) or float(budget).is_integer():
         return int(budget)
     return max(1, math.floor(budget * n_pool))
 

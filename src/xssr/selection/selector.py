@@ -128,31 +128,25 @@ class SelectionResult:
 
 # --------------------------------------------------------------------------- validation
 def resolve_budget(budget, n_pool: int) -> int:
-    """Number of samples to select.
+    """Number of samples to select; the budget has this one meaning everywhere in xssr.
 
-    An int >= 1 is a count; a float in (0, 1] is a fraction of the pool, rounded down
-    but at least 1 (5% of 453 is 22, as in the paper). Raises ValueError otherwise, or
+    A whole number >= 1 (an int, or a float such as ``22.0``) is a count of images; a
+    number strictly between 0 and 1 is a fraction of the pool, rounded down but at least 1
+    (5 % of 453 is 22, as in the paper). So ``1`` and ``1.0`` both mean one image; the whole
+    pool is ``n_pool`` (or the method ``"full"`` of a run). Raises ValueError otherwise, or
     when the count exceeds ``n_pool``.
     """
-    if is_int(budget):
+    expected = "The 'budget' parameter must be a whole number >= 1 (a count) or a number in (0, 1) (a fraction). "
+    if isinstance(budget, (bool, np.bool_)) or not isinstance(budget, numbers.Real):
+        raise ValueError(expected + f"Got {show(budget)} instead.")
+    if is_int(budget) or (math.isfinite(budget) and float(budget).is_integer() and budget >= 1):
         count = int(budget)
         if count < 1:
-            raise ValueError(
-                "The 'budget' parameter must be an int >= 1 or a float in (0, 1]. "
-                f"Got {show(budget)} instead."
-            )
-    elif isinstance(budget, numbers.Real) and not isinstance(budget, (bool, np.bool_)):
-        if not (math.isfinite(budget) and 0.0 < budget <= 1.0):
-            raise ValueError(
-                "The 'budget' parameter must be an int >= 1 or a float in (0, 1]. "
-                f"Got {show(budget)} instead."
-            )
+            raise ValueError(expected + f"Got {show(budget)} instead.")
+    elif math.isfinite(budget) and 0.0 < budget < 1.0:
         count = max(1, math.floor(float(budget) * n_pool))
     else:
-        raise ValueError(
-            "The 'budget' parameter must be an int >= 1 or a float in (0, 1]. "
-            f"Got {show(budget)} instead."
-        )
+        raise ValueError(expected + f"Got {show(budget)} instead.")
     if count > n_pool:
         raise ValueError(
             f"The 'budget' parameter must be at most the pool size ({n_pool}). "
@@ -241,8 +235,8 @@ def select(
         Source-domain embeddings; XSSR needs them unless alpha is 0. Ignored by the
         other methods (but checked if given).
     method : {"xssr", "random", "stratified-random", "coreset", "typiclust", "probcover"}
-    budget : int >= 1 or float in (0, 1]
-        Count, or fraction of the pool (see :func:`resolve_budget`).
+    budget : whole number >= 1, or float in (0, 1)
+        Count, or fraction of the pool (see :func:`resolve_budget`: 1 and 1.0 both mean one).
     alpha : "auto" or float in [0, 1]
         XSSR novelty-vs-diversity weight; "auto" picks the grid value with the lowest
         coverage.
