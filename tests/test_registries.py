@@ -79,3 +79,49 @@ def test_a_registered_training_recipe_is_used_and_fingerprinted(data, tmp_path):
         unregister_recipe("twice-the-lr")
     result = CliRunner().invoke(main, [*args, "--set", "train.recipe=twice-the-lr"])
     assert result.exit_code == 2 and "train.recipe must be one of supervised" in result.output
+
+
+# --------------------------------------------------------------------------- embedders
+def _image_means(records):
+    from PIL import Image
+
+    return np.array([[np.asarray(Image.open(r.image), np.float32).mean(), float(i % 3)]
+                     for i, r in enumerate(records)], np.float32)
+
+
+def test_precomputed_embeddings_flow_through_select_train_and_evaluate(tmp_path):
+    from xssr.data import load_records
+
+    manifest = make_synthetic_dataset(tmp_path / "data", n_source=5, n_pool=12, n_test=4, size=32) / "manifest.csv"
+    pool_spec = f"{manifest}#split=train&site=synthetic_target_a,synthetic_target_b,synthetic_target_c"
+    source_spec = f"{manifest}#site=synthetic_source"
+    pool, source = load_records(pool_spec), load_records(source_spec)
+    # The pool's rows come in reverse order, lined up by an index CSV; the source's in xssr's order.
+    np.save(tmp_path / "pool.npy", _image_means(pool)[::-1])
+    (tmp_path / "pool.csv").write_text("image\n" + "".join(f"{r.image}\n" for r in pool[::-1]))
+    np.save(tmp_path / "source.npy", _image_means(source))
+    out = tmp_path / "run"
+    args = ["run", "--source", source_spec, "--pool", pool_spec, "--test", f"{manifest}#split=test",
+            "--methods", "xssr,coreset", "--budget", "3", *TINY, "--out", str(out),
+            "--set", "embed.model=precomputed", "--set", f"embed.pool_file={tmp_path / 'pool.npy'}",
+            "--set", f"embed.pool_index={tmp_path / 'pool.csv'}", "--set", f"embed.source_file={tmp_path / 'source.npy'}"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert not (out / "pretrain").exists()  # nothing to train
+    np.testing.assert_array_equal(np.load(out / "embed" / "pool.npy"), _image_means(pool))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["xssr"]["n_train"] == 3 and metrics["coreset"]["n_train"] == 3
+
+    # A file with a row too few is named with its setting; nothing new is trained.
+    np.save(tmp_path / "pool.npy", _image_means(pool)[:-1])
+    result = CliRunner().invoke(main, [a.replace(f"embed.pool_index={tmp_path / 'pool.csv'}", "embed.pool_index=")
+                                       for a in args])
+    assert result.exit_code == 2
+    assert "pool.npy (embed.pool_file): has 11 rows, but the pool has 12 images" in result.output
+    # Found by the input check, before any stage: the finished embeddings are untouched.
+    assert (out / "embed" / "manifest.json").exists()
+
+
+def test_an_unknown_embedder_is_refused_with_the_list(tmp_path):
+    result = CliRunner().invoke(main, ["validate", "--pool", str(tmp_path), "--set", "embed.model=clip"])
+    assert result.exit_code == 2 and "embed.model must be one of mae, precomputed" in result.output

@@ -18,7 +18,7 @@ import numpy as np
 from xssr.config import RunConfig
 from xssr.data import InputError, InputSummary, make_synthetic_dataset
 from xssr.exchange.selection_csv import write_selection
-from xssr.pipeline import Inputs, Pipeline, plan
+from xssr.pipeline import Inputs, Pipeline, needs_embeddings, plan
 from xssr.report.io import check_writable_folder, remove_interrupted_writes, write_json
 from xssr.report.provenance import environment
 from xssr.report.run_text import metrics_table
@@ -51,6 +51,10 @@ def _checked_inputs(config: RunConfig, command: str, progress: bool = False) -> 
     inputs.check(groups, masks)
     if command in _SELECTING_COMMANDS:
         inputs.check_budget()
+    if command == "embed" or needs_embeddings(config):
+        from xssr.embedding import get_embedder
+
+        get_embedder(config).check(inputs.records)
     return inputs
 
 

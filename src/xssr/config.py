@@ -43,6 +43,15 @@ class PretrainConfig:
 
 
 @dataclass
+class EmbedConfig:
+    model: str = "mae"  # a name in xssr.embedding: "mae" (the paper's; settings in [pretrain]) or "precomputed"
+    pool_file: str | None = None  # precomputed: (n_pool, d) .npy
+    source_file: str | None = None  # precomputed: (n_source, d) .npy (XSSR's novelty needs it)
+    pool_index: str | None = None  # precomputed: CSV with an 'image' column naming each row's image
+    source_index: str | None = None
+
+
+@dataclass
 class SelectConfig:
     methods: tuple[str, ...] = ("xssr", "coreset", "random", "full")
     budget: float = 0.05  # a fraction of the pool in (0, 1], or a count >= 1
@@ -72,6 +81,7 @@ class TrainConfig:
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
@@ -124,7 +134,8 @@ def key_settings(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, 
     return kept
 
 
-_SECTIONS = {"data": DataConfig, "pretrain": PretrainConfig, "select": SelectConfig, "train": TrainConfig}
+_SECTIONS = {"data": DataConfig, "pretrain": PretrainConfig, "embed": EmbedConfig, "select": SelectConfig,
+             "train": TrainConfig}
 
 
 def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
@@ -272,6 +283,10 @@ def check_config(config: RunConfig) -> None:
                         f"got {list(s.methods)}")
     from xssr.train.recipes import recipe_names
 
+    from xssr.embedding import embedder_names
+
+    if config.embed.model not in embedder_names():
+        problems.append(f"embed.model must be one of {', '.join(embedder_names())}, got {config.embed.model!r}")
     if t.recipe not in recipe_names():
         problems.append(f"train.recipe must be one of {', '.join(recipe_names())}, got {t.recipe!r}")
     budget_ok = isinstance(s.budget, (int, float)) and (0 < s.budget < 1 or float(s.budget).is_integer() and s.budget >= 1)

@@ -154,19 +154,21 @@ class _GroupContext:
 
     def _embedding_record(self, pipeline: Pipeline, embeddings: StageResult) -> tuple[dict, dict]:
         """Timings of the MAE and embed stages, and how well the MAE sees the shift."""
-        if embeddings.fingerprint not in self._domain_auc:
+        if embeddings.fingerprint not in self._domain_auc and "source" in embeddings.outputs["files"]:
             pool, source = np.load(embeddings.folder / "pool.npy"), np.load(embeddings.folder / "source.npy")
             # Novelty is only meaningful when the embedding separates the domains.
             self._domain_auc[embeddings.fingerprint] = round(
                 domain_separability(source, pool, random_state=pipeline.config.seed), 4)
-        pretrained = pipeline.results["pretrain"]
-        timings = {"pretrain_seconds": pretrained.seconds,
-                   "mae_images_per_second": pretrained.outputs.get("images_per_second"),
-                   "embed_seconds": embeddings.seconds}
+        timings = {"embed_seconds": embeddings.seconds}
+        pretrained = pipeline.results.get("pretrain")  # absent for embeddings made elsewhere
+        if pretrained is not None:
+            timings = {"pretrain_seconds": pretrained.seconds,
+                       "mae_images_per_second": pretrained.outputs.get("images_per_second"), **timings}
         if embeddings.seconds:
             timings["embed_images_per_second"] = round(sum(embeddings.outputs["counts"].values())
                                                        / embeddings.seconds, 2)
-        return timings, {"domain_auc": self._domain_auc[embeddings.fingerprint]}
+        auc = self._domain_auc.get(embeddings.fingerprint)
+        return timings, ({"domain_auc": auc} if auc is not None else {})
 
     def run(self, spec: RunSpec) -> dict[str, Any]:
         pipeline = Pipeline(spec.config, self.folder / spec.name, self.inputs, store=self.store)

@@ -88,19 +88,25 @@ def needs_embeddings(config: RunConfig) -> bool:
 
 def plan(config: RunConfig, command: str) -> tuple[list[str], list[str]]:
     """The input groups a command reads, and those whose masks must all exist, for ``config``."""
+    from xssr.embedding import get_embedder
+
+    # A learned embedder trains on the source; embeddings made elsewhere need the source
+    # images only to line up a source file's rows.
+    source = ["source"] if get_embedder(config).learns or config.embed.source_file else []
+    embedding_groups = source + ["pool"]
     embeds = needs_embeddings(config)
     if command == "pretrain":
         return ["source"] + (["pool"] if config.pretrain.train_on == "source+pool" else []), []
     if command == "embed":
-        return ["source", "pool"], []
+        return embedding_groups, []
     if command == "select":
-        return (["source", "pool"] if embeds else ["pool"]), []
+        return (embedding_groups if embeds else ["pool"]), []
     # Pool masks are needed up front only when the whole pool is trained on; otherwise only the
     # selected images must be annotated, and that is checked once the selection is known.
     pool_masks = ["pool"] if any(get_method(m).algorithm is None for m in config.select.methods) else []
     if command == "train":
-        return (["source", "pool"] if embeds else ["pool"]), pool_masks
-    return (["source", "pool", "test"] if embeds else ["pool", "test"]), pool_masks + ["test"]
+        return (embedding_groups if embeds else ["pool"]), pool_masks
+    return (embedding_groups if embeds else ["pool"]) + ["test"], pool_masks + ["test"]
 
 
 class Pipeline:
@@ -118,6 +124,9 @@ class Pipeline:
         self._settings = fingerprint_settings(config)
         #: Every stage this pipeline ran or reused, by label ("pretrain", "train/xssr", ...).
         self.results: dict[str, StageResult] = {}
+        from xssr.embedding import get_embedder
+
+        self.embedder = get_embedder(config)
 
     @property
     def device(self):
@@ -148,78 +157,87 @@ class Pipeline:
     def _done(self, stage: Stage, *files: str) -> bool:
         return stage.is_complete() and all((stage.folder / f).exists() for f in files)
 
-    # ---- stage 1: MAE
+    # ---- stage 1: the embedder (the paper's MAE by default)
     def _pretrain_groups(self) -> list[str]:
         return ["source"] + (["pool"] if self.config.pretrain.train_on == "source+pool" else [])
 
     def _pretrain_stage(self) -> Stage:
+        # For the MAE these are the inputs run folders have always been keyed by.
         return self._shared("pretrain", {
-            "data": self.inputs.data_key(), "pretrain": self._settings["pretrain"], "seed": self.config.seed,
+            "data": self.inputs.data_key(), "pretrain": self.embedder.settings(), "seed": self.config.seed,
             "inputs": {g: self.inputs.group_hash(g, masks=False) for g in self._pretrain_groups()}})
 
     def pretrain(self) -> StageResult:
-        """Train the MAE on the source (and, if configured, pool) images."""
-        cfg, stage = self.config.pretrain, self._pretrain_stage()
-        if self._done(stage, "mae.pt"):
+        """Fit the embedder on the source (and, if configured, pool) images."""
+        stage = self._pretrain_stage()
+        if self._done(stage, self.embedder.checkpoint):
             return self._reuse(stage)
         started = stage.start()
         images = np.concatenate([self.inputs.arrays(g, with_masks=False)[0] for g in self._pretrain_groups()])
-        from xssr.train import train_mae
-
-        model, history = train_mae(images, cfg, seed=self.config.seed, device=self.device,
-                                   progress=_progress(self.progress, "pretrain MAE", cfg.epochs))
-        save_state(stage.folder / "mae.pt", model.state_dict())
-        write_csv(stage.folder / "history.csv", [{"epoch": i + 1, "loss": v} for i, v in enumerate(history.epoch_loss)])
-        stage.finish(started, {
-            "checkpoint": "mae.pt", "n_images": len(images), "in_channels": self.inputs.channels,
-            "widths": list(cfg.widths), "final_loss": history.epoch_loss[-1],
-            "images_per_second": round(history.samples_per_second, 2),
-        })
+        model, facts = self.embedder.fit(images, seed=self.config.seed, device=self.device,
+                                         progress=_progress(self.progress, f"pretrain {self.embedder.name}",
+                                                            self.config.pretrain.epochs))
+        self.embedder.save(model, stage.folder / self.embedder.checkpoint)
+        history = facts.pop("history", [])
+        if history:
+            write_csv(stage.folder / "history.csv", history)
+        stage.finish(started, {"checkpoint": self.embedder.checkpoint, "n_images": len(images),
+                               "in_channels": self.inputs.channels, **facts})
         return self._result(stage)
 
-    # ---- stage 1b: embeddings
-    def _embed_stage(self, mae_fingerprint: str) -> Stage:
-        return self._shared("embed", {
-            "pretrain": mae_fingerprint, "data": self.inputs.data_key(),
-            "inputs": {g: self.inputs.group_hash(g, masks=False) for g in ("source", "pool")}})
+    def _embed_groups(self) -> list[str]:
+        return [g for g in ("source", "pool") if g in self.inputs.records]
+
+    def _embed_stage(self, fitted: StageResult | None) -> Stage:
+        inputs = {g: self.inputs.group_hash(g, masks=False) for g in self._embed_groups()}
+        if fitted is not None:  # a learned embedder is identified by its fitted state
+            return self._shared("embed", {"pretrain": fitted.fingerprint, "data": self.inputs.data_key(),
+                                          "inputs": inputs})
+        return self._shared("embed", {"embedder": self.embedder.settings(), "inputs": inputs})
 
     def embeddings_ready(self) -> StageResult | None:
-        """The embeddings if both the MAE and the embed stage are finished already, else None."""
-        pre = self._pretrain_stage()
-        if not self._done(pre, "mae.pt"):
+        """The embeddings if the embedder is fitted and the embed stage finished already, else None."""
+        fitted = None
+        if self.embedder.learns:
+            fitted_stage = self._pretrain_stage()
+            if not self._done(fitted_stage, self.embedder.checkpoint):
+                return None
+            fitted = self._result(fitted_stage)
+        stage = self._embed_stage(fitted)
+        if not self._done(stage, "pool.npy"):
             return None
-        stage = self._embed_stage(pre.fingerprint)
-        if not self._done(stage, "source.npy", "pool.npy"):
-            return None
-        self._reuse(pre)
+        if fitted is not None:
+            self._reuse(self._pretrain_stage())
         return self._reuse(stage)
 
-    def embed(self, mae: StageResult) -> StageResult:
-        """Embed the source and pool images with the MAE of ``mae``."""
-        import torch
-
-        from xssr.train import embed_batches, load_mae
-
-        stage = self._embed_stage(mae.fingerprint)
-        if self._done(stage, "source.npy", "pool.npy"):
+    def embed(self, fitted: StageResult | None) -> StageResult:
+        """Embed the source and pool images (``fitted``: the pretrain stage of a learned embedder)."""
+        stage = self._embed_stage(fitted)
+        if self._done(stage, "pool.npy"):
             return self._reuse(stage)
         started = stage.start()
-        model = load_mae(torch.load(mae.path("checkpoint"), map_location="cpu", weights_only=True),
-                         self.inputs.channels, self.config.pretrain.widths)
-        d, counts = self.config.data, {}
-        for group in ("source", "pool"):
-            decoded = self.inputs.decoded(group)
-            if decoded is not None:  # already decoded for MAE training: embed from memory
-                batches = (decoded[i:i + 64] for i in range(0, len(decoded), 64))
-            else:  # stream, so a large pool is embedded in bounded memory
-                batches = iter_arrays(self.inputs.records[group], d.image_size, self.inputs.channels, d.normalize,
-                                      batch_size=64)
-            embedding = embed_batches(model, batches, device=self.device, precision=self.config.pretrain.precision)
-            save_array(stage.folder / f"{group}.npy", embedding)
+        d, counts, files = self.config.data, {}, {}
+        for group in self._embed_groups():
+            records = self.inputs.records[group]
+
+            def batches(group=group, records=records):
+                decoded = self.inputs.decoded(group)
+                if decoded is not None:  # already decoded for fitting: embed from memory
+                    return (decoded[i:i + 64] for i in range(0, len(decoded), 64))
+                # else stream, so a large pool is embedded in bounded memory
+                return iter_arrays(records, d.image_size, self.inputs.channels, d.normalize, batch_size=64)
+
+            embedding = self.embedder.embed(group, records, batches, channels=self.inputs.channels,
+                                            checkpoint=fitted.path("checkpoint") if fitted else None,
+                                            device=self.device)
+            if embedding is None:
+                continue
+            files[group] = f"{group}.npy"
+            save_array(stage.folder / files[group], embedding)
             counts[group] = int(len(embedding))
         write_csv(stage.folder / "pool_index.csv",
                   [record_row(i, r) for i, r in enumerate(self.inputs.records["pool"])])
-        stage.finish(started, {"files": {"source": "source.npy", "pool": "pool.npy"}, "counts": counts,
+        stage.finish(started, {"files": files, "counts": counts, "embedder": self.embedder.name,
                                "seed": self.config.seed, "pool_spec": self.config.data.pool})
         return self._result(stage)
 
@@ -245,7 +263,8 @@ class Pipeline:
                                  sites=[r.site for r in pool], **settings)
             result = dataclasses.replace(result, coverage=float("nan"))
         else:
-            result = select_core(np.load(embeddings.folder / "pool.npy"), np.load(embeddings.folder / "source.npy"),
+            source = embeddings.folder / "source.npy"
+            result = select_core(np.load(embeddings.folder / "pool.npy"), np.load(source) if source.exists() else None,
                                  random_state=self.config.seed, sites=[r.site for r in pool], **settings)
         from xssr.exchange.selection_csv import write_selection
 
@@ -340,7 +359,7 @@ class Pipeline:
 
     # ---- whole commands, forward
     def embeddings(self) -> StageResult:
-        return self.embed(self.pretrain())
+        return self.embed(self.pretrain() if self.embedder.learns else None)
 
     def selections(self) -> dict[str, StageResult]:
         """Every configured method's selection; the MAE and embeddings are made once, first."""

@@ -1,0 +1,45 @@
+"""Embedders: models that turn images into vectors for the selection methods, chosen by ``embed.model``.
+
+Adding one is one file with a class following :class:`~xssr.embedding.base.Embedder` plus one
+line in ``EMBEDDERS``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from xssr.embedding.base import Embedder
+
+#: name -> factory(RunConfig) -> Embedder; imported lazily so reading the names needs no torch.
+EMBEDDERS: dict[str, Callable] = {
+    "mae": lambda config: _mae()(config.pretrain),
+    "precomputed": lambda config: _precomputed()(config.embed),
+}
+
+
+def _mae():
+    from xssr.embedding.mae import MAEEmbedder
+
+    return MAEEmbedder
+
+
+def _precomputed():
+    from xssr.embedding.precomputed import PrecomputedEmbedder
+
+    return PrecomputedEmbedder
+
+
+def embedder_names() -> tuple[str, ...]:
+    return tuple(EMBEDDERS)
+
+
+def get_embedder(config) -> Embedder:
+    """The embedder ``config.embed.model`` names, configured from ``config``."""
+    try:
+        factory = EMBEDDERS[config.embed.model]
+    except KeyError:
+        raise ValueError(f"Unknown embedder {config.embed.model!r}; valid: {', '.join(EMBEDDERS)}.") from None
+    return factory(config)
+
+
+__all__ = ["EMBEDDERS", "Embedder", "embedder_names", "get_embedder"]
