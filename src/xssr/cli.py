@@ -271,21 +271,12 @@ def bench_run(suite, results, work, datasets, methods, tables, max_runs) -> None
     from xssr.bench import load_suite, run_suite
 
     loaded = load_suite(_suite_path(suite))
-    for option, given, known in (("--table", tables, {e.table for e in loaded.experiments}),
-                                 ("--dataset", datasets, set(loaded.datasets)),
-                                 ("--method", methods, {m for e in loaded.experiments for m in e.methods})):
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise click.BadParameter(f"{', '.join(unknown)} not in suite {loaded.name!r}; it has: "
-                                     f"{', '.join(sorted(known))}", param_hint=option)
-
-    def only(spec) -> bool:
-        return (not datasets or spec.dataset in datasets) and (not methods or spec.method in methods)
-
+    chosen = {spec.key for spec in loaded.filter(tables=tables, datasets=datasets, methods=methods)}
     command = " ".join(["xssr bench run", suite] + [f"--results {results}", f"--work {work}"]
                        + [f"--dataset {d}" for d in datasets] + [f"--method {m}" for m in methods]
                        + [f"--table {t}" for t in tables])
-    counts = run_suite(loaded, results, work, only=only, tables=tuple(tables), max_runs=max_runs, command=command)
+    counts = run_suite(loaded, results, work, only=lambda spec: spec.key in chosen, tables=tuple(tables),
+                       max_runs=max_runs, command=command)
     click.echo(f"{loaded.name}: {counts['ran']} run now, {counts['finished_before']} were already finished, "
                f"{counts['total']} in total")
 
@@ -318,21 +309,11 @@ def bench_report(suite, results, out, docs) -> None:
 @_errors_to_exit
 def bench_cost(pool_sizes, method_names, out, docs) -> None:
     """Selection seconds and peak memory against pool size (synthetic 256-d embeddings)."""
-    from xssr.bench.cost import selection_cost
-    from xssr.report.io import read_json, write_json
-
-    path = Path(out)
-    rows = read_json(path) if path.exists() else []
-    done = {(r["method"], r["n_pool"]) for r in rows if "error" not in r}
-    for n in (int(x) for x in pool_sizes.split(",")):
-        for method in method_names.split(","):
-            if (method, n) in done:
-                continue
-            row = selection_cost(n, method)
-            rows.append(row)
-            write_json(path, rows)  # after every point, so an interruption loses at most one
-            click.echo(json.dumps(row))
+    from xssr.bench.cost import run_selection_cost
     from xssr.bench.report import render_selection_cost, update_docs
+
+    rows = run_selection_cost(out, [int(x) for x in pool_sizes.split(",")], method_names.split(","),
+                              on_row=lambda row: click.echo(json.dumps(row)))
 
     text = render_selection_cost(rows)
     if docs:

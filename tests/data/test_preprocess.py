@@ -1,4 +1,4 @@
-"""prepare_image / prepare_mask / load_arrays / iter_arrays / infer_channels."""
+"""prepare_image / prepare_mask / load_arrays / iter_arrays."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from PIL import Image
 
 from xssr.data import readers
 from xssr.data.preprocess import (
-    infer_channels,
     iter_arrays,
     load_arrays,
     normalize_image,
@@ -139,11 +138,3 @@ def test_volume_read_once_and_iter_arrays_matches(tmp_path, monkeypatch):
     assert [b.shape for b in batches] == [(2, 1, 8, 8), (2, 1, 8, 8), (1, 1, 8, 8)]
     np.testing.assert_array_equal(np.concatenate(batches), images)
     assert len(calls) == 2  # one decode for load_arrays, one for the whole iteration
-
-
-def test_infer_channels(tmp_path):
-    assert infer_channels(_png_records(tmp_path, 3)) == 1
-    assert infer_channels(_png_records(tmp_path, 3, rgb_at=2)) == 3
-    assert infer_channels(_png_records(tmp_path, 3, rgb_at=2), sample=2) == 1
-    with pytest.raises(ValueError, match="at least one record"):
-        infer_channels([])

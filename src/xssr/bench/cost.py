@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
+from xssr.report.io import read_json, write_json
 from xssr.report.provenance import environment
 
 _PROBE = r"""
@@ -44,3 +46,24 @@ def selection_cost(n_pool: int, method: str, *, n_source: int | None = None, dim
         return {"n_pool": n_pool, "method": method, "error": completed.stderr.strip().splitlines()[-1:]}
     return {"n_pool": n_pool, "n_source": n_source, "dim": dim, "method": method,
             **json.loads(completed.stdout.strip().splitlines()[-1]), "environment": environment()}
+
+
+def run_selection_cost(out: str | Path, pool_sizes: Sequence[int], methods: Sequence[str], *,
+                       on_row: Callable[[dict], None] | None = None) -> list[dict[str, Any]]:
+    """Measure every (method, pool size) not yet in ``out``; resumable, saved after every point.
+
+    Returns all rows of ``out``, earlier ones included; ``on_row`` sees each new one.
+    """
+    path = Path(out)
+    rows = read_json(path) if path.exists() else []
+    done = {(r["method"], r["n_pool"]) for r in rows if "error" not in r}
+    for n in pool_sizes:
+        for method in methods:
+            if (method, n) in done:
+                continue
+            row = selection_cost(n, method)
+            rows.append(row)
+            write_json(path, rows)  # after every point, so an interruption loses at most one
+            if on_row is not None:
+                on_row(row)
+    return rows

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from xssr.config import RunConfig, apply_overrides, fingerprint_settings, read_toml
 from xssr.selection.registry import method_names
@@ -88,6 +88,19 @@ class Suite:
                             spec = self._run(dataset, method, budget, exp, seed)
                             seen.setdefault((spec.dataset, spec.method, spec.budget, spec.variant, seed), spec)
         return list(seen.values())
+
+    def filter(self, *, tables: Sequence[str] = (), datasets: Sequence[str] = (),
+               methods: Sequence[str] = ()) -> list[RunSpec]:
+        """The runs of the given tables, datasets and methods (empty: all); an unknown name is an error."""
+        for option, given, known in (("--table", tables, {e.table for e in self.experiments}),
+                                     ("--dataset", datasets, set(self.datasets)),
+                                     ("--method", methods, {m for e in self.experiments for m in e.methods})):
+            unknown = sorted(set(given) - known)
+            if unknown:
+                raise ValueError(f"{option}: {', '.join(unknown)} not in suite {self.name!r}; it has: "
+                                 f"{', '.join(sorted(known))}")
+        return [spec for spec in self.runs(tuple(tables))
+                if (not datasets or spec.dataset in datasets) and (not methods or spec.method in methods)]
 
     def _run(self, dataset: str, method: str, budget: float, exp: Experiment, seed: int) -> RunSpec:
         d = self.datasets[dataset]

@@ -10,7 +10,6 @@ Typical use::
 from .embeddings import read_embeddings
 from .preprocess import (
     NORMALIZATIONS,
-    infer_channels,
     iter_arrays,
     load_arrays,
     normalize_image,
@@ -44,7 +43,6 @@ __all__ = [
     "count_slices",
     "default_data_root",
     "file_sha1",
-    "infer_channels",
     "iter_arrays",
     "load_arrays",
     "load_records",

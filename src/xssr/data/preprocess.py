@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from .readers import ImageReadError, SliceReader
+from .readers import SliceReader
 from .records import ImageRecord, record_order
 
 logger = logging.getLogger(__name__)
@@ -213,23 +213,3 @@ def iter_arrays(
         images = np.empty((len(chunk), channels, size, size), dtype=np.float32)
         _fill(chunk, reader, images, None, size, channels, normalize, progress)
         yield images
-
-
-def infer_channels(records: Sequence[ImageRecord], sample: int = 8) -> int:
-    """3 if any of the first ``sample`` readable images is RGB, else 1.
-
-    Unreadable files are skipped (validation reports them).
-    """
-    records = list(records)
-    if not records:
-        raise ValueError("infer_channels needs at least one record, got none.")
-    reader = SliceReader()
-    for record in records[:max(int(sample), 1)]:
-        try:
-            image = reader.image(record.image, record.slice_index)
-        except ImageReadError as err:
-            logger.debug("infer_channels skips %s", err)
-            continue
-        if image.ndim == 3:
-            return 3
-    return 1
