@@ -54,7 +54,7 @@ class EmbedConfig:
 @dataclass
 class SelectConfig:
     methods: tuple[str, ...] = ("xssr", "coreset", "random", "full")
-    budget: float = 0.05  # a fraction of the pool in (0, 1], or a count >= 1
+    budget: float = 0.05  # a fraction of the pool in (0, 1), or a whole count >= 1 (see resolve_budget)
     alpha: float | str = "auto"
     alpha_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
     beta: float = 0.5  # ours
