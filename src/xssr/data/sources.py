@@ -158,20 +158,13 @@ def parse_spec(text: str | os.PathLike | DataSpec) -> DataSpec:
             raise ValueError(f"Data spec '{text}': 'rest' needs 'n' (it samples what the n-sample left out).")
         rest = fields["rest"]
         spec = replace(spec, rest="all" if rest == "all" else _parse_int("rest", rest, text, minimum=1))
-    if "slices" in fields:
-        if fields["slices"] not in SLICE_MODES:
-            raise ValueError(
-                f"The 'slices' key of data spec '{text}' must be one of "
-                f"{', '.join(SLICE_MODES)}, got '{fields['slices']}'."
-            )
-        spec = replace(spec, slices=fields["slices"])
-    if "paths" in fields:
-        if fields["paths"] not in PATH_MODES:
-            raise ValueError(
-                f"The 'paths' key of data spec '{text}' must be one of "
-                f"{', '.join(PATH_MODES)}, got '{fields['paths']}'."
-            )
-        spec = replace(spec, paths=fields["paths"])
+    for key, modes in (("slices", SLICE_MODES), ("paths", PATH_MODES)):
+        if key in fields:
+            if fields[key] not in modes:
+                raise ValueError(
+                    f"The '{key}' key of data spec '{text}' must be one of {', '.join(modes)}, got '{fields[key]}'."
+                )
+            spec = replace(spec, **{key: fields[key]})
     return spec
 
 
