@@ -125,3 +125,52 @@ def test_precomputed_embeddings_flow_through_select_train_and_evaluate(tmp_path)
 def test_an_unknown_embedder_is_refused_with_the_list(tmp_path):
     result = CliRunner().invoke(main, ["validate", "--pool", str(tmp_path), "--set", "embed.model=clip"])
     assert result.exit_code == 2 and "embed.model must be one of mae, precomputed" in result.output
+
+
+class _MeanAndSpread:
+    """Toy embedder: each image's mean and standard deviation, from the pipeline's own batches."""
+
+    name, learns, checkpoint = "mean-and-spread", False, ""
+
+    def settings(self):
+        return {"model": self.name}
+
+    def check(self, records):
+        pass
+
+    def embed(self, group, records, batches, *, checkpoint, channels, device):
+        rows = [np.stack([b.mean(axis=(1, 2, 3)), b.std(axis=(1, 2, 3))], axis=1) for b in batches()]
+        return np.concatenate(rows).astype(np.float32)
+
+
+def test_a_registered_embedder_feeds_every_method(data, tmp_path):
+    from xssr.embedding import EMBEDDERS
+
+    EMBEDDERS["mean-and-spread"] = lambda config: _MeanAndSpread()
+    try:
+        manifest = data[1].split("#")[0]
+        out = tmp_path / "run"
+        result = CliRunner().invoke(main, ["select", *data[:2], "--source", f"{manifest}#site=synthetic_source",
+                                           "--methods", "xssr,typiclust", "--budget", "3", *TINY,
+                                           "--set", "embed.model=mean-and-spread", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        pool = np.load(out / "embed" / "pool.npy")
+        assert pool.shape == (12, 2) and not (out / "pretrain").exists()
+        assert len((out / "select" / "typiclust" / "selection.csv").read_text().splitlines()) == 4
+    finally:
+        EMBEDDERS.pop("mean-and-spread")
+
+
+def test_precomputed_without_a_source_file_is_refused_before_any_stage(tmp_path):
+    manifest = make_synthetic_dataset(tmp_path / "data", n_source=3, n_pool=6, n_test=2, size=32) / "manifest.csv"
+    np.save(tmp_path / "pool.npy", np.random.default_rng(0).normal(size=(6, 3)))
+    out = tmp_path / "run"
+    args = ["select", "--source", f"{manifest}#site=synthetic_source", "--pool",
+            f"{manifest}#split=train&site=synthetic_target_a,synthetic_target_b,synthetic_target_c",
+            "--methods", "xssr", "--budget", "2", "--set", "embed.model=precomputed",
+            "--set", f"embed.pool_file={tmp_path / 'pool.npy'}", "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "embed.source_file: is not set" in result.output
+    assert not out.exists()
+    result = CliRunner().invoke(main, [*args, "--set", "select.alpha=0"])
+    assert result.exit_code == 0, result.output

@@ -42,6 +42,10 @@ class PrecomputedEmbedder:
 
     def check(self, records: dict[str, Sequence[ImageRecord]]) -> None:
         problems = []
+        if "source" in records and not self.config.source_file:
+            # The source images are asked for only when a method weighs novelty.
+            problems.append(("embed.source_file", "is not set, but a selected method weighs novelty (distance to "
+                             "the source) and so needs source embeddings; set it, or set select.alpha=0"))
         for group in ("source", "pool"):
             if group not in records or (group == "source" and not self.config.source_file):
                 continue

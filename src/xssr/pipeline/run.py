@@ -86,13 +86,22 @@ def needs_embeddings(config: RunConfig) -> bool:
     return any(get_method(m).uses_embeddings for m in config.select.methods)
 
 
+def needs_source(config: RunConfig) -> bool:
+    """Whether a configured method weighs novelty (distance to the source), so it needs source embeddings."""
+    for name in config.select.methods:
+        method = get_method(name)
+        if method.uses_source and method.select_kwargs(config.select).get("alpha") != 0:
+            return True
+    return False
+
+
 def plan(config: RunConfig, command: str) -> tuple[list[str], list[str]]:
     """The input groups a command reads, and those whose masks must all exist, for ``config``."""
     from xssr.embedding import get_embedder
 
-    # A learned embedder trains on the source; embeddings made elsewhere need the source
-    # images only to line up a source file's rows.
-    source = ["source"] if get_embedder(config).learns or config.embed.source_file else []
+    # A learned embedder trains on the source; otherwise the source images are needed only when
+    # a method weighs novelty.
+    source = ["source"] if get_embedder(config).learns or needs_source(config) else []
     embedding_groups = source + ["pool"]
     embeds = needs_embeddings(config)
     if command == "pretrain":
