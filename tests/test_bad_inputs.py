@@ -419,3 +419,10 @@ def test_stage_lines_are_printed_without_a_terminal(study):
                              "--set", "train.channels=4,8", "--set", "train.num_res_units=0")
     assert code == 0 and "train/random: reused" in output and "running" not in output
     assert output.count("select/random: reused") == 1  # once per stage, not once per pull
+
+
+def test_manifest_row_with_more_cells_than_columns(study):
+    manifest = write_manifest(study["pool"], ["images/img0.png,,a", "images/img1.png,,a,surplus"])
+    study["pool"] = manifest
+    code, output = run_study(study)
+    assert_refused(study, code, output, manifest, "more cells than the header has columns on line(s) 3")

@@ -157,6 +157,13 @@ def test_a_registered_embedder_feeds_every_method(data, tmp_path):
         pool = np.load(out / "embed" / "pool.npy")
         assert pool.shape == (12, 2) and not (out / "pretrain").exists()
         assert len((out / "select" / "typiclust" / "selection.csv").read_text().splitlines()) == 4
+        # Its output depends on how images are prepared: another normalisation embeds again.
+        again = CliRunner().invoke(main, ["select", *data[:2], "--source", f"{manifest}#site=synthetic_source",
+                                          "--methods", "xssr,typiclust", "--budget", "3", *TINY,
+                                          "--set", "embed.model=mean-and-spread", "--set", "data.normalize=zscore",
+                                          "--out", str(out)])
+        assert again.exit_code == 0 and "embed: running" in again.output
+        assert not np.allclose(np.load(out / "embed" / "pool.npy"), pool)
     finally:
         EMBEDDERS.pop("mean-and-spread")
 

@@ -28,6 +28,8 @@ from xssr.selection.registry import get_method, method_names
 
 logger = logging.getLogger(__name__)
 
+#: Files a command writes at the top of the run folder.
+_RUN_FILES = ("config.json", "metrics.json", "run_manifest.json")
 #: Commands whose work includes a selection, and so need a budget the pool can meet.
 _SELECTING_COMMANDS = ("select", "train", "run")
 
@@ -64,7 +66,8 @@ def _open(config: RunConfig, out: str | Path, command: str, progress: bool) -> P
     inputs = _checked_inputs(config, command, progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    remove_interrupted_writes(out)  # config.json, metrics.json... of a run killed mid-write
+    for name in _RUN_FILES:  # of a run killed mid-write; only xssr's own names in a folder the user chose
+        remove_interrupted_writes(out, name)
     write_json(out / "config.json", config.to_dict())
     return Pipeline(config, out, inputs, progress=progress)
 
@@ -75,7 +78,11 @@ def validate(config: RunConfig, *, stage: str = "run") -> InputSummary:
 
 
 def pretrain(config: RunConfig, out: str | Path, *, progress: bool = False) -> Path:
-    """Train the MAE on the source images (stage 1); returns the checkpoint path."""
+    """Train the MAE (or the configured embedder) on the source images (stage 1); returns the checkpoint path."""
+    from xssr.embedding import get_embedder
+
+    if not get_embedder(config).learns:  # before any input is read or any folder made
+        raise ValueError(f"embed.model = {config.embed.model!r} learns nothing: there is no pretraining to run.")
     return _open(config, out, "pretrain", progress).pretrain().path("checkpoint")
 
 

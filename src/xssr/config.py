@@ -92,9 +92,8 @@ class RunConfig:
 
 
 #: Every setting that run keys and stage fingerprints covered when committed runs were first
-#: recorded (key policy v1). These always enter the key, as they did then. A setting added later enters a key only
-#: when a run sets it away from its default, so adding one leaves every committed run's key,
-#: and so its result file, valid. Never add a name here: that would change every key.
+#: recorded (key policy v1). These always enter a fingerprint, as they did then. Never add a
+#: name here: that would change every key.
 KEY_V1_SETTINGS = frozenset({
     "data.source", "data.pool", "data.test", "data.data_root", "data.image_size", "data.channels",
     "data.normalize",
@@ -107,31 +106,49 @@ KEY_V1_SETTINGS = frozenset({
     "seed", "device",
 })
 
+#: Every setting added after v1, with the default it had when it was added. It enters a
+#: fingerprint only when a run moves it away from that value, so adding a setting leaves every
+#: committed run's key (and every cached stage) valid. If a default is ever changed in the
+#: dataclass, keep the old value here: runs at the new default then get new keys, as they must.
+#: A new setting must be listed (tests/bench/test_run_keys.py checks).
+KEY_ADDED_DEFAULTS: dict[str, Any] = {
+    "embed.model": "mae", "embed.pool_file": None, "embed.source_file": None, "embed.pool_index": None,
+    "embed.source_index": None,
+    "train.recipe": "supervised",
+}
+
 
 def fingerprint_settings(config: RunConfig) -> dict[str, Any]:
     """The settings of ``config`` that benchmark run keys and stage fingerprints hash."""
-    return key_settings(config.to_dict(), RunConfig().to_dict())
+    return key_settings(config.to_dict())
 
 
-def key_settings(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+def key_settings(config: dict[str, Any], added_defaults: dict[str, Any] = KEY_ADDED_DEFAULTS) -> dict[str, Any]:
     """The part of a resolved configuration (``RunConfig.to_dict()``) that a fingerprint hashes.
 
-    Settings outside :data:`KEY_V1_SETTINGS` that equal their value in ``defaults`` are left
-    out; everything else is kept as it is. Sections may gain settings, and whole new sections
-    may appear; both follow the same rule.
+    v1 settings are always kept; a later one is left out while it equals its value in
+    ``added_defaults``. A section with nothing left, outside v1, is left out whole.
     """
+    v1_sections = {name.split(".")[0] for name in KEY_V1_SETTINGS}
+
+    def keyed(setting: str, value: Any) -> bool:
+        if setting in KEY_V1_SETTINGS or setting not in added_defaults:
+            return True
+        return _comparable(value) != _comparable(added_defaults[setting])
+
     kept: dict[str, Any] = {}
     for name, value in config.items():
         if isinstance(value, dict):
-            section_defaults = defaults.get(name, {})
-            section = {field_name: v for field_name, v in value.items()
-                       if f"{name}.{field_name}" in KEY_V1_SETTINGS
-                       or field_name not in section_defaults or v != section_defaults[field_name]}
-            if section or name in {k.split(".")[0] for k in KEY_V1_SETTINGS}:
+            section = {field_name: v for field_name, v in value.items() if keyed(f"{name}.{field_name}", v)}
+            if section or name in v1_sections:
                 kept[name] = section
-        elif name in KEY_V1_SETTINGS or name not in defaults or value != defaults[name]:
+        elif keyed(name, value):
             kept[name] = value
     return kept
+
+
+def _comparable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 _SECTIONS = {"data": DataConfig, "pretrain": PretrainConfig, "embed": EmbedConfig, "select": SelectConfig,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from xssr.bench import load_suite
-from xssr.config import KEY_V1_SETTINGS, key_settings
+from xssr.config import KEY_ADDED_DEFAULTS, KEY_V1_SETTINGS, key_settings
 from xssr.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,16 +31,32 @@ def test_v1_settings_are_exactly_the_settings_keys_were_made_from():
     assert KEY_V1_SETTINGS <= names
 
 
+def test_every_setting_after_v1_is_listed_with_its_default():
+    config = RunConfig().to_dict()
+    names = {f"{section}.{name}": v for section, value in config.items() if isinstance(value, dict)
+             for name, v in value.items()}
+    added = set(names) - KEY_V1_SETTINGS
+    assert added == set(KEY_ADDED_DEFAULTS), "list every new setting in config.KEY_ADDED_DEFAULTS"
+    # A mismatch here means a default changed: keep the value it was added with in
+    # KEY_ADDED_DEFAULTS (runs at the new default must get new keys) and say so here.
+    assert {n: names[n] for n in added} == KEY_ADDED_DEFAULTS
+
+
 def test_a_new_setting_at_its_default_leaves_the_key_unchanged():
-    config, defaults = RunConfig().to_dict(), RunConfig().to_dict()
-    before = key_settings(config, defaults)
-    grown = {**config, "train": {**config["train"], "recipe": "supervised"}, "embed": {"model": "mae"}}
-    grown_defaults = {**defaults, "train": {**defaults["train"], "recipe": "supervised"}, "embed": {"model": "mae"}}
-    assert key_settings(grown, grown_defaults) == before
-    changed = {**grown, "train": {**grown["train"], "recipe": "mean-teacher"}}
-    assert key_settings(changed, grown_defaults)["train"]["recipe"] == "mean-teacher"
+    config = RunConfig().to_dict()
+    v1 = {name: value for name, value in config.items()
+          if not isinstance(value, dict) or any(k.startswith(name + ".") for k in KEY_V1_SETTINGS)}
+    v1 = {name: ({k: v for k, v in value.items() if f"{name}.{k}" in KEY_V1_SETTINGS} if isinstance(value, dict)
+                 else value) for name, value in v1.items()}
+    assert key_settings(config) == v1  # today's defaults hash exactly as v1 did
+    grown = {**config, "train": {**config["train"], "extra": 1}}
+    assert key_settings(grown, {**KEY_ADDED_DEFAULTS, "train.extra": 1}) == v1
+    moved = {**config, "train": {**config["train"], "recipe": "mean-teacher"}}
+    assert key_settings(moved)["train"]["recipe"] == "mean-teacher"
+    # A changed default still changes keys: compared with the default the setting was added with.
+    assert key_settings(config, {**KEY_ADDED_DEFAULTS, "train.recipe": "older"})["train"]["recipe"] == "supervised"
     # A v1 setting stays in the key even at its default, as it always was.
-    assert key_settings(config, defaults)["train"]["epochs"] == defaults["train"]["epochs"]
+    assert key_settings(config)["train"]["epochs"] == config["train"]["epochs"]
 
 
 def test_run_files_left_out_of_the_tables_are_reported(tmp_path, caplog):

@@ -17,6 +17,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from xssr.selection.registry import get_method
+
 from xssr.metrics.stats import paired_difference
 from xssr.report.io import atomic_path, write_csv, write_text
 
@@ -40,8 +42,6 @@ PAPER_T5 = {
                "random": {0.05: 94.0, 0.1: 97.8, 0.2: 99.1, 0.5: 99.8}},
 }
 PAPER_T1 = {name: table["full"] for name, table in PAPER_T2.items()}
-#: Methods that read the MAE embeddings; the others never pay for the MAE.
-_EMBEDDING_FREE = ("random", "stratified-random", "full")
 
 
 logger = logging.getLogger(__name__)
@@ -234,7 +234,8 @@ def cost_table(runs: list[dict]) -> list[dict[str, Any]]:
         return f"{np.median(values):.{digits}f}" if values else "–"
 
     def mae(group, method, key, digits=1):
-        return "–" if method in _EMBEDDING_FREE else median(group, key, digits)
+        # Methods that read no embeddings never pay for the MAE.
+        return median(group, key, digits) if get_method(method).uses_embeddings else "–"
 
     return [{
         "dataset": dataset, "method": method, "runs": len(group),

@@ -61,7 +61,8 @@ class RunSpec:
     @property
     def group(self) -> tuple[str, str, int]:
         """Runs of one group share inputs and the MAE (same dataset, variant settings and seed)."""
-        return self.dataset, config_fingerprint({k: v for k, v in self.config.to_dict().items()
+        settings = fingerprint_settings(self.config)
+        return self.dataset, config_fingerprint({k: v for k, v in settings.items()
                                                   if k in ("data", "pretrain", "seed")}), self.seed
 
 

@@ -223,9 +223,15 @@ def _read_manifest(csv_path: Path, paths: str = "inside") -> list[ImageRecord]:
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             columns = [c.strip() for c in (reader.fieldnames or [])]
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+            rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ValueError(f"Cannot read manifest {csv_path}: {err}") from err
+    # DictReader puts the cells beyond the header's columns in a list under the key None.
+    ragged = [str(line) for line, row in enumerate(rows, start=2) if None in row]
+    if ragged:
+        raise ValueError(f"Manifest {csv_path}: more cells than the header has columns on line(s) "
+                         f"{', '.join(ragged[:10])}" + (" ..." if len(ragged) > 10 else ""))
+    rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in rows]
     if "image" not in columns:
         raise ValueError(
             f"Manifest {csv_path} must have an 'image' column; found columns: "

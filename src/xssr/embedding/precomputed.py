@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -9,7 +10,6 @@ import numpy as np
 
 from xssr.data import ImageRecord, InputError, file_sha1, read_embeddings
 from xssr.embedding.base import Batches
-from xssr.report.io import read_csv
 
 
 class PrecomputedEmbedder:
@@ -83,9 +83,19 @@ class PrecomputedEmbedder:
 
     @staticmethod
     def _reorder(array: np.ndarray, index: Path, records: Sequence[ImageRecord], setting: str) -> np.ndarray:
-        rows = read_csv(index)
+        label = f"{index} ({setting})"
+        try:
+            with open(index, newline="", encoding="utf-8-sig") as handle:
+                rows = list(csv.DictReader(handle))  # a user's file: read as written, no guard to undo
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
+            raise InputError([(label, f"cannot be read as CSV ({error})")]) from None
         if not rows or "image" not in rows[0]:
-            raise InputError([(f"{index} ({setting})", "needs an 'image' column naming each row's image")])
+            raise InputError([(label, "needs an 'image' column naming each row's image")])
+        bad = [str(line) for line, row in enumerate(rows, start=2)
+               if None in row or not (row.get("slice_index") or "0").strip().isdigit()]
+        if bad:
+            raise InputError([(label, "extra cells or a slice_index that is not a whole number on line(s) "
+                               + ", ".join(bad[:10]))])
         if len(rows) != len(array):
             raise InputError([(f"{index} ({setting})", f"has {len(rows)} rows for {len(array)} embeddings")])
         folder = index.parent

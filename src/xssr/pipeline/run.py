@@ -17,6 +17,7 @@ and the benchmark all go through this class.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -176,11 +177,32 @@ class Pipeline:
             "data": self.inputs.data_key(), "pretrain": self.embedder.settings(), "seed": self.config.seed,
             "inputs": {g: self.inputs.group_hash(g, masks=False) for g in self._pretrain_groups()}})
 
+    @contextlib.contextmanager
+    def _exclusive(self, stage: Stage):
+        """Hold the store's lock of a shared stage: parallel sweeps make it once, the others then reuse it."""
+        if self.store is None:
+            yield
+            return
+        import fcntl
+
+        stage.folder.parent.mkdir(parents=True, exist_ok=True)
+        with open(stage.folder.with_name(stage.folder.name + ".lock"), "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
+            yield
+
     def pretrain(self) -> StageResult:
         """Fit the embedder on the source (and, if configured, pool) images."""
+        if not self.embedder.learns:
+            raise ValueError(f"The embedder {self.embedder.name!r} learns nothing: there is no pretraining to run.")
         stage = self._pretrain_stage()
         if self._done(stage, self.embedder.checkpoint):
             return self._reuse(stage)
+        with self._exclusive(stage):
+            if self._done(stage, self.embedder.checkpoint):  # made by another process while we waited
+                return self._reuse(stage)
+            return self._fit(stage)
+
+    def _fit(self, stage: Stage) -> StageResult:
         started = stage.start()
         images = np.concatenate([self.inputs.arrays(g, with_masks=False)[0] for g in self._pretrain_groups()])
         model, facts = self.embedder.fit(images, seed=self.config.seed, device=self.device,
@@ -202,7 +224,8 @@ class Pipeline:
         if fitted is not None:  # a learned embedder is identified by its fitted state
             return self._shared("embed", {"pretrain": fitted.fingerprint, "data": self.inputs.data_key(),
                                           "inputs": inputs})
-        return self._shared("embed", {"embedder": self.embedder.settings(), "inputs": inputs})
+        return self._shared("embed", {"embedder": self.embedder.settings(), "data": self.inputs.data_key(),
+                                      "inputs": inputs})
 
     def embeddings_ready(self) -> StageResult | None:
         """The embeddings if the embedder is fitted and the embed stage finished already, else None."""
@@ -224,6 +247,12 @@ class Pipeline:
         stage = self._embed_stage(fitted)
         if self._done(stage, "pool.npy"):
             return self._reuse(stage)
+        with self._exclusive(stage):
+            if self._done(stage, "pool.npy"):  # made by another process while we waited
+                return self._reuse(stage)
+            return self._embed(stage, fitted)
+
+    def _embed(self, stage: Stage, fitted: StageResult | None) -> StageResult:
         started = stage.start()
         d, counts, files = self.config.data, {}, {}
         for group in self._embed_groups():
@@ -257,7 +286,9 @@ class Pipeline:
         if spec.uses_embeddings and embeddings is None:
             raise ValueError(f"The method {method!r} needs embeddings, but none were given.")
         pool = self.inputs.records["pool"]
-        upstream = embeddings.fingerprint if embeddings is not None else self.inputs.group_hash("pool", masks=False)
+        # "full" reads no embeddings: keyed by the pool alone, it survives a new MAE.
+        upstream = (embeddings.fingerprint if embeddings is not None and spec.algorithm is not None
+                    else self.inputs.group_hash("pool", masks=False))
         settings = {} if spec.algorithm is None else spec.select_kwargs(s)
         stage = Stage(self.out / "select" / method, name=f"select/{method}",
                       inputs={"method": method, "upstream": upstream, "settings": settings, "seed": self.config.seed})
@@ -272,8 +303,10 @@ class Pipeline:
                                  sites=[r.site for r in pool], **settings)
             result = dataclasses.replace(result, coverage=float("nan"))
         else:
-            source = embeddings.folder / "source.npy"
-            result = select_core(np.load(embeddings.folder / "pool.npy"), np.load(source) if source.exists() else None,
+            # The manifest says which files this embedding made (a stale source.npy may lie beside them).
+            source = embeddings.outputs["files"].get("source")
+            result = select_core(np.load(embeddings.folder / "pool.npy"),
+                                 np.load(embeddings.folder / source) if source else None,
                                  random_state=self.config.seed, sites=[r.site for r in pool], **settings)
         from xssr.exchange.selection_csv import write_selection
 

@@ -155,8 +155,8 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
         return [{k: _unguard(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def _unguard(cell: str | None) -> str | None:
-    return cell[1:] if cell and cell.startswith("'") else cell
+def _unguard(cell):
+    return cell[1:] if isinstance(cell, str) and cell.startswith("'") else cell
 
 
 def save_array(path: str | os.PathLike, array: np.ndarray) -> Path:

@@ -82,7 +82,7 @@ class SelectionResult:
     Attributes
     ----------
     method : str
-        One of :data:`METHODS`.
+        The algorithm that made it (a name in :data:`ALGORITHMS`).
     indices : ndarray of shape (budget,), int64
         Selected pool indices in pick order.
     coverage : float
