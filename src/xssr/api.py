@@ -15,14 +15,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xssr.config import RunConfig
-from xssr.data import InputError, InputSummary, make_synthetic_dataset
+from xssr.config import RunConfig, demo_config
+from xssr.data import InputSummary, make_synthetic_dataset
 from xssr.exchange.selection_csv import write_selection
 from xssr.pipeline import Inputs, Pipeline, needs_embeddings, plan
 from xssr.report.io import check_writable_folder, remove_interrupted_writes, write_json
 from xssr.report.provenance import environment
 from xssr.report.run_text import metrics_table
-from xssr.selection import SelectionResult, resolve_budget
+from xssr.selection import SelectionResult
 from xssr.selection import select as _select_core
 from xssr.selection.registry import get_method, method_names
 
@@ -159,35 +159,14 @@ def select_embedding_files(
     Both files are checked (readable .npy, 2-D numeric, finite, the same width, a budget
     the pool can meet) before anything is written; problems name the file and its flag.
     """
-    from xssr.data.embeddings import read_embeddings
+    from xssr.data.embeddings import read_embedding_files
 
     check_writable_folder(out)
     spec = get_method(method)
-    problems, arrays = [], {}
-    for name, path, flag in (("pool", pool_path, "--pool-embeddings"),
-                             ("source", source_path, "--source-embeddings")):
-        if path is None:
-            continue
-        try:
-            arrays[name] = read_embeddings(path)
-        except InputError as error:
-            problems += [(f"{label} ({flag})", reason) for label, reason in error.problems]
     settings = spec.select_kwargs(config.select) if spec.algorithm else {}
-    if source_path is None and settings.get("method") == "xssr" and settings.get("alpha") != 0:
-        problems.append(("--source-embeddings", f"'{method}' weighs novelty (distance to the source), so it needs "
-                         "source embeddings: give --source-embeddings, or --alpha 0 to select without novelty"))
-    if "pool" in arrays and "source" in arrays and arrays["pool"].shape[1] != arrays["source"].shape[1]:
-        problems.append((f"{source_path} (--source-embeddings)",
-                         f"has {arrays['source'].shape[1]} features per row, but the pool embeddings "
-                         f"{pool_path} have {arrays['pool'].shape[1]}"))
-    if "pool" in arrays:
-        try:
-            resolve_budget(config.select.budget, len(arrays["pool"]))
-        except ValueError:
-            problems.append(("select.budget", f"asks for {config.select.budget:g} images, but {pool_path} "
-                             f"has only {len(arrays['pool'])} rows"))
-    if problems:
-        raise InputError(problems)
+    arrays = read_embedding_files(pool_path, source_path, config.select.budget,
+                                  source_needed=settings.get("method") == "xssr" and settings.get("alpha") != 0,
+                                  method=method)
     s = config.select
     result = select_embeddings(arrays["pool"], arrays.get("source"), method=method, budget=s.budget,
                                alpha=s.alpha, beta=s.beta, k=s.k, alpha_grid=s.alpha_grid, metric=s.metric,
@@ -201,22 +180,6 @@ def demo(out: str | Path, *, progress: bool = False, seed: int = 0) -> RunResult
     check_writable_folder(out)
     manifest = make_synthetic_dataset(out / "data", n_source=60, n_pool=100, n_test=40, seed=seed)
     return run(demo_config(manifest, seed), out, progress=progress)
-
-
-def demo_config(manifest: Path, seed: int = 0) -> RunConfig:
-    """Settings sized for the synthetic demo: 64 px, short MAE training, same U-Net recipe."""
-    from xssr.config import DataConfig, PretrainConfig, SelectConfig, TrainConfig
-
-    m = str(manifest)
-    return RunConfig(
-        data=DataConfig(source=f"{m}#site=synthetic_source", pool=f"{m}#split=train&site="
-                        "synthetic_target_a,synthetic_target_b,synthetic_target_c",
-                        test=f"{m}#split=test", image_size=64),
-        pretrain=PretrainConfig(epochs=15, batch_size=16),
-        select=SelectConfig(budget=0.1),
-        train=TrainConfig(epochs=100, min_steps=300),
-        seed=seed,
-    )
 
 
 def _write_run_manifest(pipeline: Pipeline, environment_: dict[str, Any]) -> None:

@@ -319,3 +319,17 @@ def check_config(config: RunConfig) -> None:
         problems.append(f"device must be auto, cpu or cuda[:N], got {config.device!r}")
     if problems:
         raise ValueError("Invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def demo_config(manifest: Path, seed: int = 0) -> RunConfig:
+    """Settings sized for the synthetic demo: 64 px, short MAE training, same U-Net recipe."""
+    m = str(manifest)
+    return RunConfig(
+        data=DataConfig(source=f"{m}#site=synthetic_source", pool=f"{m}#split=train&site="
+                        "synthetic_target_a,synthetic_target_b,synthetic_target_c",
+                        test=f"{m}#split=test", image_size=64),
+        pretrain=PretrainConfig(epochs=15, batch_size=16),
+        select=SelectConfig(budget=0.1),
+        train=TrainConfig(epochs=100, min_steps=300),
+        seed=seed,
+    )

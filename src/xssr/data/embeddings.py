@@ -61,3 +61,37 @@ def read_embeddings(path: str | os.PathLike) -> np.ndarray:
         shown = ", ".join(str(r) for r in bad_rows[:5]) + (" ..." if len(bad_rows) > 5 else "")
         raise _problem(path, f"{len(bad_rows)} row(s) have NaN or infinite values (rows {shown}, from 0)")
     return array
+
+
+def read_embedding_files(pool_path, source_path, budget, *, source_needed: bool, method: str) -> dict[str, np.ndarray]:
+    """``{"pool": ..., "source": ...}`` from the files of ``xssr select --pool-embeddings``, all checked
+    first: each file, their widths, a source where ``method`` needs one and a budget the pool meets.
+
+    Every problem names the file and its flag; raises one :class:`InputError` listing them all.
+    """
+    from xssr.selection import resolve_budget
+
+    problems, arrays = [], {}
+    for name, path, flag in (("pool", pool_path, "--pool-embeddings"), ("source", source_path, "--source-embeddings")):
+        if path is None:
+            continue
+        try:
+            arrays[name] = read_embeddings(path)
+        except InputError as error:
+            problems += [(f"{label} ({flag})", reason) for label, reason in error.problems]
+    if source_path is None and source_needed:
+        problems.append(("--source-embeddings", f"'{method}' weighs novelty (distance to the source), so it needs "
+                         "source embeddings: give --source-embeddings, or --alpha 0 to select without novelty"))
+    if "pool" in arrays and "source" in arrays and arrays["pool"].shape[1] != arrays["source"].shape[1]:
+        problems.append((f"{source_path} (--source-embeddings)",
+                         f"has {arrays['source'].shape[1]} features per row, but the pool embeddings "
+                         f"{pool_path} have {arrays['pool'].shape[1]}"))
+    if "pool" in arrays:
+        try:
+            resolve_budget(budget, len(arrays["pool"]))
+        except ValueError:
+            problems.append(("select.budget", f"asks for {budget:g} images, but {pool_path} "
+                             f"has only {len(arrays['pool'])} rows"))
+    if problems:
+        raise InputError(problems)
+    return arrays

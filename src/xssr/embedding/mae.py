@@ -40,7 +40,7 @@ class MAEEmbedder:
                        "history": [{"epoch": i + 1, "loss": v} for i, v in enumerate(history.epoch_loss)]}
 
     def save(self, model: Any, path: Path) -> None:
-        from xssr.pipeline.run import save_state
+        from xssr.train.checkpoint import save_state
 
         save_state(path, model.state_dict())
 

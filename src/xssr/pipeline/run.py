@@ -31,6 +31,7 @@ from xssr.data import ImageRecord, InputError, iter_arrays, load_arrays
 from xssr.data.records import record_row
 from xssr.metrics import dice_per_image, summarise_dice
 from xssr.pipeline.inputs import Inputs
+from xssr.pipeline.plan import needs_embeddings
 from xssr.pipeline.stage import Stage
 from xssr.report.io import read_csv, read_json, save_array, write_csv, write_json
 from xssr.report.provenance import config_fingerprint
@@ -80,43 +81,6 @@ def _progress(enabled: bool, desc: str, total: int):
             bar.close()
 
     return update
-
-
-def needs_embeddings(config: RunConfig) -> bool:
-    """Whether any configured method reads embeddings (so the MAE must be trained and applied)."""
-    return any(get_method(m).uses_embeddings for m in config.select.methods)
-
-
-def needs_source(config: RunConfig) -> bool:
-    """Whether a configured method weighs novelty (distance to the source), so it needs source embeddings."""
-    for name in config.select.methods:
-        method = get_method(name)
-        if method.uses_source and method.select_kwargs(config.select).get("alpha") != 0:
-            return True
-    return False
-
-
-def plan(config: RunConfig, command: str) -> tuple[list[str], list[str]]:
-    """The input groups a command reads, and those whose masks must all exist, for ``config``."""
-    from xssr.embedding import get_embedder
-
-    # A learned embedder trains on the source; otherwise the source images are needed only when
-    # a method weighs novelty.
-    source = ["source"] if get_embedder(config).learns or needs_source(config) else []
-    embedding_groups = source + ["pool"]
-    embeds = needs_embeddings(config)
-    if command == "pretrain":
-        return ["source"] + (["pool"] if config.pretrain.train_on == "source+pool" else []), []
-    if command == "embed":
-        return embedding_groups, []
-    if command == "select":
-        return (embedding_groups if embeds else ["pool"]), []
-    # Pool masks are needed up front only when the whole pool is trained on; otherwise only the
-    # selected images must be annotated, and that is checked once the selection is known.
-    pool_masks = ["pool"] if any(get_method(m).algorithm is None for m in config.select.methods) else []
-    if command == "train":
-        return (embedding_groups if embeds else ["pool"]), pool_masks
-    return (embedding_groups if embeds else ["pool"]) + ["test"], pool_masks + ["test"]
 
 
 class Pipeline:
@@ -352,6 +316,8 @@ class Pipeline:
         model, history = get_recipe(cfg.recipe)(
             images, masks, cfg, seed=self.config.seed, device=self.device,
             progress=_progress(self.progress, f"train U-Net ({method})", cfg.epochs))
+        from xssr.train.checkpoint import save_state
+
         save_state(stage.folder / "unet.pt", model.state_dict())
         write_csv(stage.folder / "history.csv", [{"epoch": i + 1, "loss": v} for i, v in enumerate(history.epoch_loss)])
         stage.finish(started, {
@@ -416,13 +382,3 @@ class Pipeline:
         selections = self.selections()
         metrics = {m: self.evaluate(m, self.train(m, selection)) for m, selection in selections.items()}
         return metrics, selections
-
-
-def save_state(path: Path, state: dict) -> None:
-    """A state dict, written atomically (checkpoints are data, not code)."""
-    import torch
-
-    from xssr.report.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)

@@ -1,0 +1,43 @@
+"""Which inputs a command reads, worked out from the configuration before anything runs."""
+
+from __future__ import annotations
+
+from xssr.config import RunConfig
+from xssr.selection.registry import get_method
+
+
+def needs_embeddings(config: RunConfig) -> bool:
+    """Whether any configured method reads embeddings (so the MAE must be trained and applied)."""
+    return any(get_method(m).uses_embeddings for m in config.select.methods)
+
+
+def needs_source(config: RunConfig) -> bool:
+    """Whether a configured method weighs novelty (distance to the source), so it needs source embeddings."""
+    for name in config.select.methods:
+        method = get_method(name)
+        if method.uses_source and method.select_kwargs(config.select).get("alpha") != 0:
+            return True
+    return False
+
+
+def plan(config: RunConfig, command: str) -> tuple[list[str], list[str]]:
+    """The input groups a command reads, and those whose masks must all exist, for ``config``."""
+    from xssr.embedding import get_embedder
+
+    # A learned embedder trains on the source; otherwise the source images are needed only when
+    # a method weighs novelty.
+    source = ["source"] if get_embedder(config).learns or needs_source(config) else []
+    embedding_groups = source + ["pool"]
+    embeds = needs_embeddings(config)
+    if command == "pretrain":
+        return ["source"] + (["pool"] if config.pretrain.train_on == "source+pool" else []), []
+    if command == "embed":
+        return embedding_groups, []
+    if command == "select":
+        return (embedding_groups if embeds else ["pool"]), []
+    # Pool masks are needed up front only when the whole pool is trained on; otherwise only the
+    # selected images must be annotated, and that is checked once the selection is known.
+    pool_masks = ["pool"] if any(get_method(m).algorithm is None for m in config.select.methods) else []
+    if command == "train":
+        return (embedding_groups if embeds else ["pool"]), pool_masks
+    return (embedding_groups if embeds else ["pool"]) + ["test"], pool_masks + ["test"]
