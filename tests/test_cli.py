@@ -22,14 +22,8 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    folder = make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), n_source=8, n_pool=20, n_test=6, size=32)
-    manifest = folder / "manifest.csv"
-    return {
-        "--source": f"{manifest}#site=synthetic_source",
-        "--pool": f"{manifest}#split=train&site=synthetic_target_a,synthetic_target_b,synthetic_target_c",
-        "--test": f"{manifest}#split=test",
-    }
+def tiny_data(synthetic_specs):
+    return {f"--{group}": spec for group, spec in synthetic_specs.items()}
 
 
 def _args(data):

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from xssr.data import make_synthetic_dataset
 from xssr.report.io import read_csv
 
 WAIT_S = 120  # per wait; generous because a 2-core machine may be busy with other work
@@ -205,14 +204,8 @@ def _manifest_stamps(run: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), n_source=8, n_pool=20, n_test=6, size=32)
-    manifest = folder / "manifest.csv"
-    return {
-        "source": f"{manifest}#site=synthetic_source",
-        "pool": f"{manifest}#split=train&site=synthetic_target_a,synthetic_target_b,synthetic_target_c",
-        "test": f"{manifest}#split=test",
-    }
+def data(synthetic_specs):
+    return synthetic_specs
 
 
 def _run_command(data: dict, out: Path, *extra: str) -> list[str]:

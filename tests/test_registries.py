@@ -181,3 +181,48 @@ def test_precomputed_without_a_source_file_is_refused_before_any_stage(tmp_path)
     assert not out.exists()
     result = CliRunner().invoke(main, [*args, "--set", "select.alpha=0"])
     assert result.exit_code == 0, result.output
+
+
+def _precomputed_study(tmp_path):
+    manifest = make_synthetic_dataset(tmp_path / "data", n_source=3, n_pool=6, n_test=2, size=32) / "manifest.csv"
+    np.save(tmp_path / "pool.npy", np.random.default_rng(0).normal(size=(6, 3)))
+    return ["--pool", f"{manifest}#split=train&site=synthetic_target_a,synthetic_target_b,synthetic_target_c",
+            "--methods", "coreset", "--budget", "2", "--set", "embed.model=precomputed",
+            "--set", f"embed.pool_file={tmp_path / 'pool.npy'}"]
+
+
+@pytest.mark.parametrize("index, reason", [
+    ("image\nimages/a.png,surplus\n", "extra cells or a slice_index that is not a whole number on line(s) 2"),
+    ("image,slice_index\nimages/a.png,two\n", "extra cells or a slice_index that is not a whole number"),
+    ("file\nimages/a.png\n", "needs an 'image' column"),
+])
+def test_a_malformed_index_csv_is_named_before_any_stage(tmp_path, index, reason):
+    (tmp_path / "index.csv").write_text(index)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["select", *_precomputed_study(tmp_path), "--set",
+                                       f"embed.pool_index={tmp_path / 'index.csv'}", "--out", str(out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"index.csv (embed.pool_index): {reason}" in result.output
+    assert not out.exists()
+
+
+def test_pretraining_an_embedder_that_learns_nothing_is_refused_first(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["pretrain", *_precomputed_study(tmp_path), "--out", str(out)])
+    assert result.exit_code == 2 and "learns nothing" in result.output
+    assert not out.exists()
+
+
+def test_a_source_file_left_by_another_embedder_is_not_read(tmp_path):
+    args = _precomputed_study(tmp_path)
+    manifest = args[1].split("#")[0]
+    out = tmp_path / "run"
+    mae = ["select", "--source", f"{manifest}#site=synthetic_source", *args[:6], *TINY,
+           "--set", "pretrain.epochs=1", "--set", "pretrain.widths=4,8,8,16", "--set", "pretrain.patch_size=8",
+           "--out", str(out)]
+    assert CliRunner().invoke(main, mae).exit_code == 0
+    assert np.load(out / "embed" / "source.npy").shape[1] == 16  # the MAE's source embeddings stay on disk
+    # Now the team's own 3-wide pool embeddings, no source file: coreset must not load the MAE's.
+    result = CliRunner().invoke(main, ["select", *args, *TINY, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len((out / "select" / "coreset" / "selection.csv").read_text().splitlines()) == 3
