@@ -58,11 +58,11 @@ def test_a_registered_training_recipe_is_used_and_fingerprinted(data, tmp_path):
 
     calls = []
 
-    def twice_the_lr(images, masks, config, **kwargs):
-        calls.append(len(images))
+    def twice_the_lr(data, config, **kwargs):
+        calls.append(len(data.images))
         import dataclasses
 
-        return train_unet(images, masks, dataclasses.replace(config, lr=2 * config.lr), **kwargs)
+        return train_unet(data.images, data.masks, dataclasses.replace(config, lr=2 * config.lr), **kwargs)
 
     register_recipe("twice-the-lr", twice_the_lr)
     try:

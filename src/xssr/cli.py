@@ -264,17 +264,21 @@ results_option = click.option("--results", default="benchmarks/results", show_de
 @click.option("--dataset", "datasets", multiple=True, help="Only these datasets of the suite.")
 @click.option("--method", "methods", multiple=True, help="Only these methods.")
 @click.option("--table", "tables", multiple=True, help="Only runs of these experiments (e.g. T2).")
+@click.option("--variant", "variants", multiple=True, help="Only runs of these variants ('' = plain runs).")
+@click.option("--seed", "seeds", multiple=True, type=int, help="Only these seeds.")
 @click.option("--max-runs", type=int, help="Stop after this many new runs.")
 @_errors_to_exit
-def bench_run(suite, results, work, datasets, methods, tables, max_runs) -> None:
+def bench_run(suite, results, work, datasets, methods, tables, variants, seeds, max_runs) -> None:
     """Run the unfinished runs of SUITE (a name in benchmarks/suites or a .toml path)."""
     from xssr.bench import load_suite, run_suite
 
     loaded = load_suite(_suite_path(suite))
-    chosen = {spec.key for spec in loaded.filter(tables=tables, datasets=datasets, methods=methods)}
+    chosen = {spec.key for spec in loaded.filter(tables=tables, datasets=datasets, methods=methods,
+                                                 variants=variants, seeds=seeds)}
     command = " ".join(["xssr bench run", suite] + [f"--results {results}", f"--work {work}"]
                        + [f"--dataset {d}" for d in datasets] + [f"--method {m}" for m in methods]
-                       + [f"--table {t}" for t in tables])
+                       + [f"--table {t}" for t in tables] + [f"--variant {v}" for v in variants]
+                       + [f"--seed {s}" for s in seeds])
     counts = run_suite(loaded, results, work, only=lambda spec: spec.key in chosen, tables=tuple(tables),
                        max_runs=max_runs, command=command)
     click.echo(f"{loaded.name}: {counts['ran']} run now, {counts['finished_before']} were already finished, "

@@ -74,7 +74,21 @@ class TrainConfig:
     num_res_units: int = 2
     precision: str = "bf16"
     threshold: float = 0.5
-    recipe: str = "supervised"  # how the U-Net is trained: a name in xssr.train.recipes
+    recipe: str = "supervised"  # how the U-Net is trained: a name in xssr.train.recipes (docs/recipes.md)
+    # Ingredients every recipe shares (docs/recipes.md says what each one measured):
+    augment: str = "none"  # "none", "flip" (horizontal) or "standard" (flip, affine, intensity, noise, blur)
+    loss: str = "bce"  # "bce" (Eq. 10) or "dice-bce" (Dice + binary cross-entropy, MONAI DiceCELoss)
+    lr_schedule: str = "constant"  # "constant" or "cosine" (annealed to 0 over the run)
+    tta: bool = False  # average the prediction with that of the horizontally flipped image
+    keep_components: int = 0  # keep only the N largest connected components of a prediction (0 = all)
+    # Recipes that start from a source model: a state dict of this U-Net the user already runs;
+    # without it the model is trained here on the source images and masks.
+    source_weights: str | None = None
+    joint_target_fraction: float = 0.5  # joint: share of every batch drawn from the annotated target images
+    ema_decay: float = 0.99  # mean teacher: the teacher is this exponential moving average of the student
+    consistency_weight: float = 1.0  # mean teacher: weight of the unlabeled consistency loss after ramp-up
+    consistency_rampup: float = 0.3  # mean teacher: share of the steps over which that weight ramps up
+    pseudo_threshold: float = 0.0  # mean teacher: > 0.5 uses confident teacher pixels as pseudo-labels
 
 
 @dataclass
@@ -114,8 +128,15 @@ KEY_V1_SETTINGS = frozenset({
 KEY_ADDED_DEFAULTS: dict[str, Any] = {
     "embed.model": "mae", "embed.pool_file": None, "embed.source_file": None, "embed.pool_index": None,
     "embed.source_index": None,
-    "train.recipe": "supervised",
+    "train.recipe": "supervised", "train.augment": "none", "train.loss": "bce", "train.lr_schedule": "constant",
+    "train.tta": False, "train.keep_components": 0, "train.source_weights": None,
+    "train.joint_target_fraction": 0.5, "train.ema_decay": 0.99, "train.consistency_weight": 1.0,
+    "train.consistency_rampup": 0.3, "train.pseudo_threshold": 0.0,
 }
+
+#: Settings that change only how a trained model's predictions are read, not the model itself:
+#: they are left out of the training stages' fingerprints, so changing them re-evaluates only.
+PREDICTION_SETTINGS = ("threshold", "tta", "keep_components")
 
 
 def fingerprint_settings(config: RunConfig) -> dict[str, Any]:
@@ -176,6 +197,11 @@ def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
             return tuple(kind(v.strip()) if isinstance(v, str) else kind(v) for v in value)
         except ValueError:
             raise ValueError(f"{where}: expected a list of {kind.__name__}, got {value!r}.") from None
+    if isinstance(default, bool) and isinstance(value, str):
+        words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+        if value.strip().lower() not in words:
+            raise ValueError(f"{where}: expected true or false, got {value!r}.")
+        return words[value.strip().lower()]
     if isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
         try:
             number = float(value)
@@ -306,6 +332,23 @@ def check_config(config: RunConfig) -> None:
         problems.append(f"embed.model must be one of {', '.join(embedder_names())}, got {config.embed.model!r}")
     if t.recipe not in recipe_names():
         problems.append(f"train.recipe must be one of {', '.join(recipe_names())}, got {t.recipe!r}")
+    for name, value, valid in (("train.augment", t.augment, ("none", "flip", "standard")),
+                               ("train.loss", t.loss, ("bce", "dice-bce")),
+                               ("train.lr_schedule", t.lr_schedule, ("constant", "cosine"))):
+        if value not in valid:
+            problems.append(f"{name} must be one of {', '.join(valid)}, got {value!r}")
+    if not isinstance(t.tta, bool):
+        problems.append(f"train.tta must be true or false, got {t.tta!r}")
+    if not isinstance(t.keep_components, int) or t.keep_components < 0:
+        problems.append(f"train.keep_components must be a whole number >= 0, got {t.keep_components!r}")
+    for name, value in (("train.joint_target_fraction", t.joint_target_fraction), ("train.ema_decay", t.ema_decay),
+                        ("train.consistency_rampup", t.consistency_rampup)):
+        if not 0 <= value <= 1:
+            problems.append(f"{name} must be in [0, 1], got {value}")
+    if t.consistency_weight < 0:
+        problems.append(f"train.consistency_weight must be >= 0, got {t.consistency_weight}")
+    if t.pseudo_threshold != 0 and not 0.5 < t.pseudo_threshold < 1:
+        problems.append(f"train.pseudo_threshold must be 0 (off) or in (0.5, 1), got {t.pseudo_threshold}")
     budget_ok = isinstance(s.budget, (int, float)) and (0 < s.budget < 1 or float(s.budget).is_integer() and s.budget >= 1)
     if not budget_ok:
         problems.append(f"select.budget must be a fraction in (0, 1) or a whole count >= 1, got {s.budget!r}")

@@ -196,8 +196,9 @@ class _GroupContext:
                 "alpha": s["alpha"], "coverage": s["coverage"] if embeddings else None,
                 "alpha_curve": s["alpha_curve"], "delta": s["delta"]},
             "embedding": diagnostics,
+            "recipe": spec.config.train.recipe,
             "timings": {
-                **timings, "select_seconds": round(selection.seconds, 3),
+                **timings, **self._source_model_timings(pipeline), "select_seconds": round(selection.seconds, 3),
                 "unet_train_seconds": trained.outputs["train_seconds"], "unet_steps": trained.outputs["steps"],
                 "unet_images_per_second": trained.outputs["images_per_second"],
                 "inference_images_per_second": evaluated.outputs.get("inference_images_per_second"),
@@ -206,6 +207,15 @@ class _GroupContext:
             "environment": {k: v for k, v in environment().items() if k != "git_commit"},
             "device": str(pipeline.device),
         }
+
+
+    @staticmethod
+    def _source_model_timings(pipeline: Pipeline) -> dict[str, Any]:
+        source = pipeline.results.get("source-train")
+        if source is None or source.outputs.get("from") == "source_weights":
+            return {}
+        return {"source_train_seconds": source.outputs["train_seconds"],
+                "source_images_per_second": source.outputs["images_per_second"]}
 
 
 def _count(values: list[str]) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """Benchmark suites: versioned TOML files that expand into a list of single runs.
 
-A suite names its datasets (source / pool / test data specs), the seeds, a protocol (run
+A suite names its datasets (source / pool / test data specs, and settings of their own), the seeds, a protocol (run
 settings shared by every run) and experiments (which methods at which budgets, optionally
 with setting overrides under a variant name). One *run* is (dataset, method, budget,
 variant, seed); its key hashes everything that can change its result, so a finished run is
@@ -24,6 +24,7 @@ class Dataset:
     source: str
     pool: str
     test: str
+    settings: tuple[tuple[str, Any], ...] = ()  # settings of this dataset's runs (e.g. its anatomy's component count)
 
 
 @dataclass(frozen=True)
@@ -90,22 +91,26 @@ class Suite:
                             seen.setdefault((spec.dataset, spec.method, spec.budget, spec.variant, seed), spec)
         return list(seen.values())
 
-    def filter(self, *, tables: Sequence[str] = (), datasets: Sequence[str] = (),
-               methods: Sequence[str] = ()) -> list[RunSpec]:
-        """The runs of the given tables, datasets and methods (empty: all); an unknown name is an error."""
+    def filter(self, *, tables: Sequence[str] = (), datasets: Sequence[str] = (), methods: Sequence[str] = (),
+               variants: Sequence[str] = (), seeds: Sequence[int] = ()) -> list[RunSpec]:
+        """The runs of the given tables, datasets, methods, variants and seeds (empty: all); an
+        unknown name is an error."""
         for option, given, known in (("--table", tables, {e.table for e in self.experiments}),
                                      ("--dataset", datasets, set(self.datasets)),
-                                     ("--method", methods, {m for e in self.experiments for m in e.methods})):
+                                     ("--method", methods, {m for e in self.experiments for m in e.methods}),
+                                     ("--variant", variants, {e.variant for e in self.experiments}),
+                                     ("--seed", seeds, set(self.seeds))):
             unknown = sorted(set(given) - known)
             if unknown:
-                raise ValueError(f"{option}: {', '.join(unknown)} not in suite {self.name!r}; it has: "
-                                 f"{', '.join(sorted(known))}")
+                raise ValueError(f"{option}: {', '.join(map(str, unknown))} not in suite {self.name!r}; it has: "
+                                 f"{', '.join(map(str, sorted(known)))}")
         return [spec for spec in self.runs(tuple(tables))
-                if (not datasets or spec.dataset in datasets) and (not methods or spec.method in methods)]
+                if (not datasets or spec.dataset in datasets) and (not methods or spec.method in methods)
+                and (not variants or spec.variant in variants) and (not seeds or spec.seed in seeds)]
 
     def _run(self, dataset: str, method: str, budget: float, exp: Experiment, seed: int) -> RunSpec:
         d = self.datasets[dataset]
-        overrides = {**self.protocol, **dict(exp.overrides),
+        overrides = {**self.protocol, **dict(d.settings), **dict(exp.overrides),
                      "data.source": d.source, "data.pool": d.pool, "data.test": d.test,
                      "select.methods": [method], "select.budget": budget, "seed": seed}
         config = apply_overrides(RunConfig(), overrides, where=f"suite {self.name!r} setting")
@@ -125,7 +130,8 @@ def load_suite(path: str | Path) -> Suite:
 def _parse(raw: dict[str, Any], path: Path) -> Suite:
     datasets = {}
     for entry in raw["datasets"]:
-        datasets[entry["name"]] = Dataset(entry["name"], entry["source"], entry["pool"], entry["test"])
+        datasets[entry["name"]] = Dataset(entry["name"], entry["source"], entry["pool"], entry["test"],
+                                          tuple(sorted(entry.get("settings", {}).items())))
     experiments = []
     for entry in raw["experiments"]:
         methods = tuple(entry["methods"])

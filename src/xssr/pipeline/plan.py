@@ -38,6 +38,25 @@ def plan(config: RunConfig, command: str) -> tuple[list[str], list[str]]:
     # Pool masks are needed up front only when the whole pool is trained on; otherwise only the
     # selected images must be annotated, and that is checked once the selection is known.
     pool_masks = ["pool"] if any(get_method(m).algorithm is None for m in config.select.methods) else []
+    groups = embedding_groups if embeds else ["pool"]
+    # A recipe that trains a source U-Net here, or trains on the source, needs every source mask.
+    source_masks = ["source"] if needs_source_masks(config) else []
+    groups = groups + [g for g in source_masks if g not in groups]
     if command == "train":
-        return (embedding_groups if embeds else ["pool"]), pool_masks
-    return (embedding_groups if embeds else ["pool"]) + ["test"], pool_masks + ["test"]
+        return groups, pool_masks + source_masks
+    return groups + ["test"], pool_masks + source_masks + ["test"]
+
+
+def needs_source_masks(config: RunConfig) -> bool:
+    """Whether the recipe trains on the source images and masks (itself, or to make its source U-Net)."""
+    from xssr.train.recipes import get_recipe
+
+    needs = get_recipe(config.train.recipe).needs
+    return "source_masks" in needs or ("source_model" in needs and not config.train.source_weights)
+
+
+def needs_source_weights(config: RunConfig) -> bool:
+    """Whether the recipe starts from the user's source U-Net file (checked before any work)."""
+    from xssr.train.recipes import get_recipe
+
+    return "source_model" in get_recipe(config.train.recipe).needs and bool(config.train.source_weights)

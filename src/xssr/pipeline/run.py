@@ -5,12 +5,13 @@ A run folder holds one subfolder per stage::
     OUT/pretrain/            mae.pt, history.csv, manifest.json
     OUT/embed/               source.npy, pool.npy, pool_index.csv, manifest.json
     OUT/select/<method>/     selection.csv, alpha_curve.csv, manifest.json
+    OUT/source-train/        unet.pt, history.csv, manifest.json  (recipes that start from the source)
     OUT/train/<method>/      unet.pt, history.csv, manifest.json
     OUT/evaluate/<method>/   metrics.json, per_image.csv, manifest.json
 
 Each stage takes its upstream results as arguments (:class:`StageResult`), so the order is
-written once, in :meth:`Pipeline.run`. Stages that depend only on their inputs (the MAE and
-the embeddings) can live in a shared *store* instead, ``STORE/<stage>/<fingerprint>/``, where
+written once, in :meth:`Pipeline.run`. Stages that depend only on their inputs (the MAE, the
+embeddings and the source-trained U-Net) can live in a shared *store* instead, ``STORE/<stage>/<fingerprint>/``, where
 every run and benchmark suite with the same data and settings finds them. The API, the CLI
 and the benchmark all go through this class.
 """
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from xssr.config import RunConfig, fingerprint_settings
+from xssr.config import PREDICTION_SETTINGS, RunConfig, fingerprint_settings
 from xssr.data import ImageRecord, InputError, iter_arrays, load_arrays
 from xssr.data.records import record_row
 from xssr.metrics import dice_per_image, summarise_dice
@@ -288,17 +289,76 @@ class Pipeline:
         return [by_key[row["key"]] for row in read_csv(selection.path("selection"))]
 
     # ---- stage 3: U-Net
-    def train(self, method: str, selection: StageResult) -> StageResult:
-        """Train a U-Net on the images of ``selection`` (their masks must exist)."""
-        records = self.selected(selection)
+    def _model_settings(self, *, recipe: bool) -> dict[str, Any]:
+        """The train settings that shape a trained model (not how its predictions are read);
+        without ``recipe``, only those a source model trained by the plain recipe depends on."""
+        recipe_only = ("recipe", "source_weights", "joint_target_fraction", "ema_decay", "consistency_weight",
+                       "consistency_rampup", "pseudo_threshold")
+        return {k: v for k, v in self._settings["train"].items()
+                if k not in PREDICTION_SETTINGS and (recipe or k not in recipe_only)}
+
+    def source_model(self) -> StageResult:
+        """The U-Net that recipes start from: the user's ``train.source_weights``, or one trained
+        here on the source images and masks (once per data, settings and seed, in the store)."""
         cfg = self.config.train
-        stage = Stage(
-            self.out / "train" / method, name=f"train/{method}",
-            # Pick order is kept: it decides the batches. The threshold only matters when evaluating.
-            inputs={"train": {k: v for k, v in self._settings["train"].items() if k != "threshold"},
-                    "data": self.inputs.data_key(), "seed": self.config.seed,
-                    "images": [(r.key, *self.inputs.record_hash(r.key)) for r in records]},
-        )
+        if cfg.source_weights:
+            from xssr.data import file_sha1
+
+            path = Path(cfg.source_weights)
+            result = StageResult(path.parent, file_sha1(path), {"checkpoint": path.name, "from": "source_weights"})
+            self.results["source-train"] = result
+            return result
+        stage = self._shared("source-train", {
+            "data": self.inputs.data_key(), "train": self._model_settings(recipe=False), "seed": self.config.seed,
+            "source": self.inputs.group_hash("source")})
+        if self._done(stage, "unet.pt"):
+            return self._reuse(stage)
+        with self._exclusive(stage):
+            if self._done(stage, "unet.pt"):  # made by another process while we waited
+                return self._reuse(stage)
+            started = stage.start()
+            images, masks = self.inputs.arrays("source", with_masks=True)
+            from xssr.train import train_unet
+
+            model, history = train_unet(images, masks, cfg, seed=self.config.seed, device=self.device,
+                                        progress=_progress(self.progress, "train source U-Net", cfg.epochs))
+            return self._save_model(stage, started, model, history, n_train=len(images), extra={"from": "source masks"})
+
+    def _save_model(self, stage: Stage, started: float, model, history, *, n_train: int,
+                    extra: dict[str, Any] | None = None) -> StageResult:
+        from xssr.train.checkpoint import save_state
+
+        save_state(stage.folder / "unet.pt", model.state_dict())
+        write_csv(stage.folder / "history.csv", [{"epoch": i + 1, "loss": v} for i, v in enumerate(history.epoch_loss)])
+        stage.finish(started, {
+            "checkpoint": "unet.pt", "n_train": n_train, "in_channels": self.inputs.channels,
+            "steps": history.steps, "train_seconds": round(history.seconds, 2),
+            "images_per_second": round(history.samples_per_second, 2), **(extra or {}),
+        })
+        return self._result(stage)
+
+    def train(self, method: str, selection: StageResult) -> StageResult:
+        """Train a U-Net for the images of ``selection`` (their masks must exist) with the configured recipe."""
+        from xssr.train.recipes import get_recipe
+
+        cfg = self.config.train
+        recipe = get_recipe(cfg.recipe)
+        records = self.selected(selection) if "labels" in recipe.needs else []
+        source = self.source_model() if "source_model" in recipe.needs else None
+        inputs = {"train": self._model_settings(recipe=True), "data": self.inputs.data_key(), "seed": self.config.seed}
+        if "labels" in recipe.needs:
+            # Pick order is kept: it decides the batches.
+            inputs["images"] = [(r.key, *self.inputs.record_hash(r.key)) for r in records]
+        if source is not None:
+            inputs["source_model"] = source.fingerprint
+        if "source_masks" in recipe.needs:
+            inputs["source"] = self.inputs.group_hash("source")
+        if "pool" in recipe.needs:
+            inputs["pool"] = self.inputs.group_hash("pool", masks=False)
+        # In a store, a model is shared by every run that would train it identically (variants
+        # that change only how predictions are read, budgets and suites that repeat a run).
+        folder = self.store / "train" / config_fingerprint(inputs) if self.store else self.out / "train" / method
+        stage = Stage(folder, inputs, name=f"train/{method}")
         if self._done(stage, "unet.pt"):
             return self._reuse(stage)
         # A manifest may name the mask files before they are drawn; the input check lets a
@@ -308,24 +368,34 @@ class Pipeline:
             raise InputError([(r.label, f"selected for annotation by '{method}' but has no mask yet"
                                + (f" ({r.mask} does not exist)" if r.mask is not None else ""))
                               for r in unannotated])
-        started = stage.start()
+        with self._exclusive(stage):
+            if self._done(stage, "unet.pt"):  # made by another process while we waited
+                return self._reuse(stage)
+            data = self._training_data(recipe, records, source)
+            started = stage.start()
+            model, history = recipe.load()(
+                data, cfg, seed=self.config.seed, device=self.device,
+                progress=_progress(self.progress, f"train U-Net ({method}, {cfg.recipe})", cfg.epochs))
+            return self._save_model(stage, started, model, history, n_train=len(records),
+                                    extra={"recipe": cfg.recipe})
+
+    def _training_data(self, recipe, records: list[ImageRecord], source: StageResult | None):
+        import torch
+
+        from xssr.train.recipes.base import TrainingData
+
         d = self.config.data
-        images, masks = load_arrays(records, d.image_size, self.inputs.channels, d.normalize, with_masks=True)
-        from xssr.train.recipes import get_recipe
-
-        model, history = get_recipe(cfg.recipe)(
-            images, masks, cfg, seed=self.config.seed, device=self.device,
-            progress=_progress(self.progress, f"train U-Net ({method})", cfg.epochs))
-        from xssr.train.checkpoint import save_state
-
-        save_state(stage.folder / "unet.pt", model.state_dict())
-        write_csv(stage.folder / "history.csv", [{"epoch": i + 1, "loss": v} for i, v in enumerate(history.epoch_loss)])
-        stage.finish(started, {
-            "checkpoint": "unet.pt", "n_train": len(records), "in_channels": self.inputs.channels,
-            "steps": history.steps, "train_seconds": round(history.seconds, 2),
-            "images_per_second": round(history.samples_per_second, 2),
-        })
-        return self._result(stage)
+        data = TrainingData(channels=self.inputs.channels)
+        if "labels" in recipe.needs:
+            data.images, data.masks = load_arrays(records, d.image_size, self.inputs.channels, d.normalize,
+                                                  with_masks=True)
+        if source is not None:
+            data.source_state = torch.load(source.path("checkpoint"), map_location="cpu", weights_only=True)
+        if "source_masks" in recipe.needs:
+            data.source_images, data.source_masks = self.inputs.arrays("source", with_masks=True)
+        if "pool" in recipe.needs:
+            data.pool_images = self.inputs.arrays("pool", with_masks=False)[0]
+        return data
 
     # ---- stage 4: evaluation
     def evaluate(self, method: str, trained: StageResult) -> dict[str, Any]:
@@ -334,28 +404,33 @@ class Pipeline:
 
         import torch
 
-        from xssr.train import load_unet, predict_probabilities
+        from xssr.train import load_unet, segment_images
 
-        threshold = self.config.train.threshold
-        stage = Stage(self.out / "evaluate" / method, name=f"evaluate/{method}",
-                      inputs={"train": trained.fingerprint, "test": self.inputs.group_hash("test"),
-                              "threshold": threshold, "data": self.inputs.data_key()})
+        cfg = self.config.train
+        inputs = {"train": trained.fingerprint, "test": self.inputs.group_hash("test"),
+                  "threshold": cfg.threshold, "data": self.inputs.data_key()}
+        # Added prediction settings enter the key only when moved from their defaults, so
+        # evaluations made before they existed are found again.
+        reading = {k: v for k, v in self._settings["train"].items() if k in PREDICTION_SETTINGS and k != "threshold"}
+        if reading:
+            inputs["prediction"] = reading
+        stage = Stage(self.out / "evaluate" / method, name=f"evaluate/{method}", inputs=inputs)
         if self._done(stage, "metrics.json"):
             self._reuse(stage)
             return read_json(stage.folder / "metrics.json")
         started = stage.start()
         model = load_unet(torch.load(trained.path("checkpoint"), map_location="cpu", weights_only=True),
-                          self.inputs.channels, self.config.train)
+                          self.inputs.channels, cfg)
         images, masks = self.inputs.arrays("test", with_masks=True)
         start_infer = time.perf_counter()
-        probabilities = predict_probabilities(model, images, device=self.device, precision=self.config.train.precision)
+        predicted = segment_images(model, images, cfg, device=self.device)
         infer_seconds = time.perf_counter() - start_infer
-        dice = dice_per_image(probabilities, masks, threshold)
+        dice = dice_per_image(predicted, masks, 0.5)
         test = self.inputs.records["test"]
         metrics = {
             "method": method, "n_train": trained.outputs["n_train"],
             "dice": summarise_dice(dice, [r.site for r in test]),
-            "threshold": threshold, "train_seconds": trained.outputs["train_seconds"],
+            "threshold": cfg.threshold, "train_seconds": trained.outputs["train_seconds"],
         }
         write_csv(stage.folder / "per_image.csv",
                   [{**record_row(i, r), "dice": float(v)} for i, (r, v) in enumerate(zip(test, dice))])

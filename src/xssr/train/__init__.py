@@ -9,7 +9,8 @@ import importlib
 _WHERE = {
     "TrainHistory": "loop", "train_minibatches": "loop",
     "embed_batches": "pretrain", "load_mae": "pretrain", "train_mae": "pretrain",
-    "load_unet": "segment", "predict_probabilities": "segment", "train_unet": "segment",
+    "load_unet": "segment", "predict_probabilities": "segment", "train_unet": "segment", "segment_images": "segment",
+    "keep_largest_components": "segment", "read_source_weights": "segment",
 }
 
 __all__ = sorted(_WHERE)

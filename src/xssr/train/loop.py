@@ -59,6 +59,7 @@ def train_minibatches(
     min_steps: int = 0,
     max_steps: int | None = None,
     augment: Callable[[Sequence[torch.Tensor], torch.Generator], Sequence[torch.Tensor]] | None = None,
+    lr_schedule: str = "constant",
     progress: Callable[[int, int, float], None] | None = None,
 ) -> TrainHistory:
     """Train ``model`` with AdamW on in-memory ``tensors`` (first dim = samples).
@@ -77,6 +78,8 @@ def train_minibatches(
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(n / batch_size)
     n_epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
+    total_steps = n_epochs * steps_per_epoch if max_steps is None else min(max_steps, n_epochs * steps_per_epoch)
+    scheduler = learning_rate_schedule(optimiser, lr_schedule, total_steps)
     history = TrainHistory()
     start = time.perf_counter()
     for epoch in range(n_epochs):
@@ -95,6 +98,8 @@ def train_minibatches(
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            if scheduler is not None:
+                scheduler.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
             history.steps += 1
@@ -105,6 +110,74 @@ def train_minibatches(
         if progress is not None:
             progress(epoch + 1, n_epochs, history.epoch_loss[-1])
         logger.info("epoch %d/%d loss %.5f", epoch + 1, n_epochs, history.epoch_loss[-1])
+    history.seconds = time.perf_counter() - start
+    model.eval()
+    return history
+
+
+def learning_rate_schedule(optimiser: torch.optim.Optimizer, name: str, total_steps: int):
+    """None for a constant rate; "cosine" anneals it to 0 over ``total_steps`` (stepped once per batch)."""
+    if name == "constant":
+        return None
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, total_steps))
+    raise ValueError(f"The 'lr_schedule' parameter must be 'constant' or 'cosine'. Got {name!r} instead.")
+
+
+def train_steps(
+    model: nn.Module,
+    draw: Callable[[int], Sequence[torch.Tensor]],
+    loss_fn: LossFn,
+    *,
+    steps: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    device: torch.device,
+    precision: str = "bf16",
+    lr_schedule: str = "constant",
+    after_step: Callable[[int], None] | None = None,
+    image_tensors: Sequence[int] = (0,),
+    log_every: int = 50,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> TrainHistory:
+    """Train ``model`` for exactly ``steps`` AdamW steps on batches from ``draw(step)``.
+
+    For recipes that mix several streams in one batch (source and target images, labeled and
+    unlabeled ones), where an "epoch" of one stream means nothing. ``after_step(step)`` runs
+    after every optimiser step (the mean teacher updates its EMA there); ``image_tensors`` says
+    which tensors of a batch are images, for the throughput figure. The history holds
+    the mean loss of every ``log_every`` steps; the model is left in eval mode on ``device``.
+    """
+    if steps < 1:
+        raise ValueError(f"The 'steps' parameter must be >= 1. Got {steps} instead.")
+    model.to(device).train()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = learning_rate_schedule(optimiser, lr_schedule, steps)
+    generator = torch.Generator().manual_seed(seed)
+    history = TrainHistory()
+    start = time.perf_counter()
+    total, count = 0.0, 0
+    for step in range(steps):
+        batch = [t.to(device, non_blocking=True) for t in draw(step)]
+        with autocast_context(device, precision):
+            loss = loss_fn(model, batch, generator)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if scheduler is not None:
+            scheduler.step()
+        if after_step is not None:
+            after_step(step)
+        total += float(loss.detach())
+        count += 1
+        history.samples_seen += sum(len(batch[i]) for i in image_tensors)
+        history.steps += 1
+        if count == log_every or step == steps - 1:
+            history.epoch_loss.append(total / count)
+            total, count = 0.0, 0
+            if progress is not None:
+                progress(step + 1, steps, history.epoch_loss[-1])
     history.seconds = time.perf_counter() - start
     model.eval()
     return history

@@ -1,0 +1,38 @@
+"""Recipes made of one supervised U-Net run (or none): supervised, source-only, fine-tune, fusion."""
+
+from __future__ import annotations
+
+from xssr.config import TrainConfig
+from xssr.train.loop import TrainHistory
+from xssr.train.recipes.base import TrainingData
+from xssr.train.segment import new_unet, train_unet
+
+
+def supervised(data: TrainingData, config: TrainConfig, *, seed, device, progress=None):
+    """The paper's recipe: a U-Net from scratch on the annotated target images alone."""
+    data.require("images", "masks")
+    return train_unet(data.images, data.masks, config, seed=seed, device=device, progress=progress)
+
+
+def source_only(data: TrainingData, config: TrainConfig, *, seed, device, progress=None):
+    """The source-trained U-Net as it is: what a team gets with no target annotation at all."""
+    data.require("source_state")
+    return new_unet(data.channels, config, data.source_state).eval(), TrainHistory()
+
+
+def fine_tune(data: TrainingData, config: TrainConfig, *, seed, device, progress=None):
+    """The source-trained U-Net, trained further on the annotated target images."""
+    data.require("images", "masks", "source_state")
+    return train_unet(data.images, data.masks, config, seed=seed, device=device, init_state=data.source_state,
+                      progress=progress)
+
+
+def fusion(data: TrainingData, config: TrainConfig, *, seed, device, progress=None):
+    """The source-trained U-Net (source branch) and a U-Net trained from scratch on the annotated
+    target images (target branch, the supervised recipe), fused pixel-wise by confidence
+    (xssr.models.fusion). Each branch alone is the source-only and the supervised row."""
+    from xssr.models.fusion import FusionNet
+
+    data.require("images", "masks", "source_state")
+    target, history = train_unet(data.images, data.masks, config, seed=seed, device=device, progress=progress)
+    return FusionNet(new_unet(data.channels, config, data.source_state), target.cpu()).eval(), history
