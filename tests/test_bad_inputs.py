@@ -410,12 +410,12 @@ def test_stage_lines_are_printed_without_a_terminal(study):
     (study["pool"] / "masks").mkdir()
     for i in range(6):
         Image.fromarray(_mask(i)).save(study["pool"] / "masks" / f"img{i}.png")
-    code, output = run_study(study, "--budget", "2", "--set", "train.epochs=1", "--set", "train.min_steps=1",
+    code, output = run_study(study, "--budget", "2", "--set", "train.epochs=1", "--set", "train.steps=0", "--set", "train.min_steps=1",
                              "--set", "train.channels=4,8", "--set", "train.num_res_units=0")
     assert code == 0, output
     for line in ("select/random: running", "train/random: running", "evaluate/random: done in"):
         assert line in output
-    code, output = run_study(study, "--budget", "2", "--set", "train.epochs=1", "--set", "train.min_steps=1",
+    code, output = run_study(study, "--budget", "2", "--set", "train.epochs=1", "--set", "train.steps=0", "--set", "train.min_steps=1",
                              "--set", "train.channels=4,8", "--set", "train.num_res_units=0")
     assert code == 0 and "train/random: reused" in output and "running" not in output
     assert output.count("select/random: reused") == 1  # once per stage, not once per pull

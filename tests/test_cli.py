@@ -16,7 +16,7 @@ from xssr.data import make_synthetic_dataset
 TINY = [
     "--image-size", "32",
     "--set", "pretrain.epochs=1", "--set", "pretrain.widths=4,8,8,16", "--set", "pretrain.patch_size=8",
-    "--set", "train.epochs=1", "--set", "train.channels=4,8", "--set", "train.num_res_units=0",
+    "--set", "train.epochs=1", "--set", "train.steps=0", "--set", "train.channels=4,8", "--set", "train.num_res_units=0",
     "--set", "select.k=3", "--device", "cpu",
 ]
 

@@ -45,7 +45,7 @@ def test_fundus_pipeline_runs_on_real_images(tmp_path):
     out = tmp_path / "fundus"
     result = CliRunner().invoke(main, [
         "run", "--preset", "fundus", "--methods", "xssr,random", "--image-size", "64", "--device", "cpu",
-        "--set", "pretrain.epochs=2", "--set", "train.epochs=5", "--out", str(out), "--no-progress",
+        "--set", "pretrain.epochs=2", "--set", "train.steps=100", "--out", str(out), "--no-progress",
     ])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())

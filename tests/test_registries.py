@@ -13,7 +13,7 @@ from xssr.selection import ALGORITHMS, SelectionResult, register_algorithm
 from xssr.selection.registry import Method, register, unregister
 from xssr.train.recipes import register_recipe, unregister_recipe
 
-TINY = ["--image-size", "32", "--device", "cpu", "--set", "train.epochs=1", "--set", "train.channels=4,8",
+TINY = ["--image-size", "32", "--device", "cpu", "--set", "train.steps=2", "--set", "train.channels=4,8",
         "--set", "train.num_res_units=0", "--no-progress"]
 
 

@@ -14,6 +14,7 @@ import click
 from xssr import api
 from xssr.config import RunConfig, apply_overrides, check_config, load_config
 from xssr.selection.registry import method_names
+from xssr.train.recipes import recipe_names
 
 PRESETS = ("cxr", "fundus")
 
@@ -28,6 +29,9 @@ def _config_options(func):
         click.option("--test", help="Annotated target test images (same syntax)."),
         click.option("--data-root", type=click.Path(file_okay=False), help="Where '@name' specs point (default: $XSSR_DATA_ROOT or ../shared/data)."),
         click.option("--methods", help="Comma list from: " + ", ".join(method_names()) + "."),
+        click.option("--recipe", help="How the U-Net is trained: " + ", ".join(recipe_names()) + " (docs/recipes.md)."),
+        click.option("--source-weights", type=click.Path(dir_okay=False),
+                     help="A state dict of the source U-Net you already run (recipes that start from the source)."),
         click.option("--budget", type=float, help="A fraction of the pool below 1 (0.05 = 5 %) or a whole number of images (22)."),
         click.option("--image-size", type=int, help="Square side in pixels the images are resized to."),
         click.option("--seed", type=int, help="One seed for everything random (default 0)."),
@@ -39,8 +43,8 @@ def _config_options(func):
     return func
 
 
-def _build_config(config_path, preset, source, pool, test, data_root, methods, budget, image_size, seed, device,
-                  settings) -> RunConfig:
+def _build_config(config_path, preset, source, pool, test, data_root, methods, recipe, source_weights, budget,
+                  image_size, seed, device, settings) -> RunConfig:
     if config_path and preset:
         raise click.UsageError("Give --config or --preset, not both.")
     if config_path:
@@ -52,7 +56,8 @@ def _build_config(config_path, preset, source, pool, test, data_root, methods, b
         config = RunConfig()
     overrides = {
         "data.source": source, "data.pool": pool, "data.test": test, "data.data_root": data_root,
-        "select.methods": methods, "select.budget": budget, "data.image_size": image_size,
+        "select.methods": methods, "train.recipe": recipe, "train.source_weights": source_weights,
+        "select.budget": budget, "data.image_size": image_size,
         "seed": seed, "device": device,
     }
     for item in settings:

@@ -22,7 +22,7 @@ def _toy_segmentation(n=8, size=32, seed=0):
 
 def test_unet_learns_a_bright_square():
     images, masks = _toy_segmentation()
-    cfg = TrainConfig(epochs=50, batch_size=2, lr=3e-3, channels=(8, 16, 32), num_res_units=1, precision="fp32")
+    cfg = TrainConfig(epochs=50, steps=0, batch_size=2, lr=3e-3, channels=(8, 16, 32), num_res_units=1, precision="fp32")
     model, history = train_unet(images, masks, cfg, seed=0, device=CPU)
     assert history.epoch_loss[-1] < 0.5 * history.epoch_loss[0]
     prob = predict_probabilities(model, images, device=CPU, precision="fp32")
@@ -32,7 +32,7 @@ def test_unet_learns_a_bright_square():
 
 def test_training_is_deterministic_for_a_seed():
     images, masks = _toy_segmentation(n=4)
-    cfg = TrainConfig(epochs=2, batch_size=2, channels=(4, 8), num_res_units=0, precision="fp32")
+    cfg = TrainConfig(epochs=2, steps=0, batch_size=2, channels=(4, 8), num_res_units=0, precision="fp32")
     a, _ = train_unet(images, masks, cfg, seed=3, device=CPU)
     b, _ = train_unet(images, masks, cfg, seed=3, device=CPU)
     c, _ = train_unet(images, masks, cfg, seed=4, device=CPU)

@@ -182,9 +182,18 @@ def _random_reference(index: dict, dataset: str, budget: float, exp) -> list[dic
     return index.get((dataset, "random", round(budget, 6), ""), [])
 
 
+def _plain_reference(index: dict, dataset: str, method: str, budget: float, variant: str) -> list[dict]:
+    """The same selection under the suite's plain settings: the runs without a variant, or the
+    variant named "plain" where a suite (a validation one) has no plain runs."""
+    if variant in ("", "plain"):
+        return []
+    return index.get((dataset, method, round(budget, 6), ""), []) or index.get((dataset, method, round(budget, 6), "plain"), [])
+
+
 def variant_table(runs: list[dict], experiments: list) -> list[dict[str, Any]]:
     """One row per (dataset, variant, method, budget): Dice over seeds, the paired difference to
-    random where a comparable random arm exists, optimiser steps and train time."""
+    the plain settings with the same selection method and to random where a comparable random arm
+    exists, optimiser steps, train time and throughput."""
     index = _index(runs)
     rows = []
     for exp in experiments:
@@ -193,14 +202,20 @@ def variant_table(runs: list[dict], experiments: list) -> list[dict[str, Any]]:
                 for budget in exp.budgets:
                     group = index.get((dataset, method, round(budget, 6), exp.variant), [])
                     reference = _random_reference(index, dataset, budget, exp)
+                    plain = _plain_reference(index, dataset, method, budget, exp.variant)
                     rows.append({
                         "dataset": dataset, "variant": exp.variant, "method": method, "budget": f"{budget:g}",
                         "seeds": len(group), "dice": _cell([_dice(r) for r in group]),
+                        "delta_vs_plain": _diff_cell(_by_seed(group), _by_seed(plain)) if plain else "–",
                         "delta_vs_random": "–" if method == "random" or not reference
                         else _diff_cell(_by_seed(group), _by_seed(reference)),
                         "steps": group[0]["timings"]["unet_steps"] if group else "–",
                         "train_seconds": f"{np.mean([r['timings']['unet_train_seconds'] for r in group]):.0f}"
                         if group else "–",
+                        "images_per_second": f"{np.median([r['timings']['unet_images_per_second'] for r in group]):.0f}"
+                        if group and all(r["timings"].get("unet_images_per_second") for r in group) else "–",
+                        "source_train_seconds": f"{np.mean([r['timings']['source_train_seconds'] for r in group]):.0f}"
+                        if group and all("source_train_seconds" in r["timings"] for r in group) else "–",
                     })
     return rows
 

@@ -36,7 +36,7 @@ class MAEEmbedder:
 
         model, history = train_mae(images, self.config, seed=seed, device=device, progress=progress)
         return model, {"widths": list(self.config.widths), "final_loss": history.epoch_loss[-1],
-                       "images_per_second": round(history.samples_per_second, 2),
+                       "images_per_second": round(history.samples_per_second, 2), "precision": history.precision,
                        "history": [{"epoch": i + 1, "loss": v} for i, v in enumerate(history.epoch_loss)]}
 
     def save(self, model: Any, path: Path) -> None:

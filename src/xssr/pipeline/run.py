@@ -333,7 +333,8 @@ class Pipeline:
         stage.finish(started, {
             "checkpoint": "unet.pt", "n_train": n_train, "in_channels": self.inputs.channels,
             "steps": history.steps, "train_seconds": round(history.seconds, 2),
-            "images_per_second": round(history.samples_per_second, 2), **(extra or {}),
+            "images_per_second": round(history.samples_per_second, 2), "precision": history.precision,
+            **(extra or {}),
         })
         return self._result(stage)
 
@@ -431,6 +432,7 @@ class Pipeline:
             "method": method, "n_train": trained.outputs["n_train"],
             "dice": summarise_dice(dice, [r.site for r in test]),
             "threshold": cfg.threshold, "train_seconds": trained.outputs["train_seconds"],
+            "recipe": cfg.recipe, **self._source_note(),
         }
         write_csv(stage.folder / "per_image.csv",
                   [{**record_row(i, r), "dice": float(v)} for i, (r, v) in enumerate(zip(test, dice))])
@@ -439,6 +441,15 @@ class Pipeline:
                                round(len(test) / infer_seconds, 2) if infer_seconds else None})
         self._result(stage)
         return metrics
+
+    def _source_note(self) -> dict[str, str]:
+        """Where the source U-Net of this run's recipe came from, for the user to read."""
+        source = self.results.get("source-train")
+        if source is None:
+            return {}
+        if source.outputs.get("from") == "source_weights":
+            return {"source_model": f"your weights {self.config.train.source_weights}"}
+        return {"source_model": f"trained here on {source.outputs['n_train']} source images and masks"}
 
     # ---- whole commands, forward
     def embeddings(self) -> StageResult:

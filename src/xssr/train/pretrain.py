@@ -46,7 +46,7 @@ def train_mae(
 
 @torch.no_grad()
 def embed_batches(
-    model: ConvMAE, batches: Iterable[np.ndarray], *, device: torch.device, precision: str = "bf16"
+    model: ConvMAE, batches: Iterable[np.ndarray], *, device: torch.device, precision: str = "auto"
 ) -> np.ndarray:
     """Embed an iterable of (B, C, S, S) float32 batches; returns (N, embedding_dim) float32.
 

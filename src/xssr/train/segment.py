@@ -88,7 +88,7 @@ def train_unet(
 
 
 def predict_probabilities(
-    model: torch.nn.Module, images: np.ndarray, *, device: torch.device, precision: str = "bf16",
+    model: torch.nn.Module, images: np.ndarray, *, device: torch.device, precision: str = "auto",
     batch_size: int = 16, tta: bool = False,
 ) -> np.ndarray:
     """(N, C, S, S) float32 images -> (N, 1, S, S) float32 foreground probabilities.

@@ -70,4 +70,4 @@ register_recipe("fine-tune", f"{_HERE}.supervised:fine_tune", needs=("labels", "
 register_recipe("fusion", f"{_HERE}.supervised:fusion", needs=("labels", "source_model"))
 register_recipe("joint", f"{_HERE}.joint:joint", needs=("labels", "source_masks"))
 register_recipe("mean-teacher", f"{_HERE}.mean_teacher:mean_teacher", needs=("labels", "source_model", "pool"))
-register_recipe("mean-teacher-scratch", f"{_HERE}.mean_teacher:mean_teacher", needs=("labels", "pool"))
+register_recipe("mean-teacher-scratch", f"{_HERE}.mean_teacher:mean_teacher_from_scratch", needs=("labels", "pool"))

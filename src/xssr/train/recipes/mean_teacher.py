@@ -52,6 +52,17 @@ def consistency_loss(student_logits: torch.Tensor, teacher_probabilities: torch.
 
 
 def mean_teacher(data: TrainingData, config: TrainConfig, *, seed, device, progress=None):
+    """Student and teacher start from the source-trained U-Net."""
+    data.require("source_state")
+    return _mean_teacher(data, config, data.source_state, seed=seed, device=device, progress=progress)
+
+
+def mean_teacher_from_scratch(data: TrainingData, config: TrainConfig, *, seed, device, progress=None):
+    """Student and teacher start from random weights: for teams with no source labels or model."""
+    return _mean_teacher(data, config, None, seed=seed, device=device, progress=progress)
+
+
+def _mean_teacher(data: TrainingData, config: TrainConfig, init_state: dict | None, *, seed, device, progress):
     data.require("images", "masks", "pool_images")
     steps = step_count(config, len(data.images))
     generator = torch.Generator().manual_seed(seed)
@@ -71,7 +82,7 @@ def mean_teacher(data: TrainingData, config: TrainConfig, *, seed, device, progr
         return [*batch, unlabeled, perturb(unlabeled), torch.tensor(weight)]
 
     torch.manual_seed(seed)
-    student = new_unet(data.channels, config, data.source_state).to(device)
+    student = new_unet(data.channels, config, init_state).to(device)
     teacher = AveragedModel(student, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
     teacher.requires_grad_(False)
     supervised_loss = segmentation_loss(config.loss)

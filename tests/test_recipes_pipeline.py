@@ -1,0 +1,137 @@
+"""Recipes through the CLI and the pipeline: what each needs is checked before any work, the source
+U-Net is trained once and shared, a user's source weights are read as data and used."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from xssr.cli import main
+from xssr.config import RunConfig, apply_overrides
+from xssr.data import make_synthetic_dataset
+from xssr.models import build_unet
+from xssr.pipeline import Inputs, Pipeline
+
+TINY = ["--image-size", "32", "--device", "cpu", "--set", "train.steps=4", "--set", "train.channels=4,8",
+        "--set", "train.num_res_units=0", "--set", "train.precision=fp32", "--no-progress",
+        "--methods", "random", "--budget", "3"]
+
+
+@pytest.fixture
+def data(tmp_path):
+    folder = make_synthetic_dataset(tmp_path / "data", n_source=4, n_pool=12, n_test=4, size=32)
+    manifest = folder / "manifest.csv"
+    args = ["--source", f"{manifest}#site=synthetic_source",
+            "--pool", f"{manifest}#split=train&site=synthetic_target_a,synthetic_target_b,synthetic_target_c",
+            "--test", f"{manifest}#split=test"]
+    return folder, args
+
+
+def _run(args):
+    return CliRunner().invoke(main, ["run", *args])
+
+
+def test_a_missing_source_mask_is_named_before_any_work(data, tmp_path):
+    folder, args = data
+    (folder / "masks" / "source_0002.png").unlink()
+    out = tmp_path / "out"
+    for recipe in ("fine-tune", "joint", "mean-teacher", "fusion", "source-only"):
+        result = _run([*args, *TINY, "--recipe", recipe, "--out", str(out)])
+        assert result.exit_code == 2, (recipe, result.output)
+        assert "source_0002.png" in result.output and "Traceback" not in result.output
+        assert not out.exists()
+    # recipes that need no source labels do not ask for them
+    assert _run([*args, *TINY, "--recipe", "mean-teacher-scratch", "--out", str(out)]).exit_code == 0
+
+
+def test_the_source_unet_is_trained_once_and_shared_by_recipes(data, tmp_path):
+    _, args = data
+    out = tmp_path / "out"
+    assert _run([*args, *TINY, "--recipe", "fine-tune", "--out", str(out)]).exit_code == 0
+    manifest = (out / "source-train" / "manifest.json").read_text()
+    result = _run([*args, *TINY, "--recipe", "fusion", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "source-train" / "manifest.json").read_text() == manifest
+    assert "source-train: reused" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())["random"]
+    assert metrics["recipe"] == "fusion" and "trained here on 4 source images" in metrics["source_model"]
+    assert "training recipe: fusion (source model: trained here on 4 source images" in result.output
+
+
+def test_source_weights_are_used_as_given_and_need_no_source_masks(data, tmp_path):
+    folder, args = data
+    for mask in (folder / "masks").glob("source_*.png"):
+        mask.unlink()
+    torch.manual_seed(0)
+    model = build_unet(1, (4, 8), 0)
+    torch.save(model.state_dict(), tmp_path / "mine.pt")
+    out = tmp_path / "out"
+    result = _run([*args, *TINY, "--recipe", "source-only", "--source-weights", str(tmp_path / "mine.pt"),
+                   "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "your weights" in result.output and not (out / "source-train").exists()
+    # the evaluated model is exactly the file's
+    saved = torch.load(out / "train" / "random" / "unet.pt", weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"not a checkpoint", "not a PyTorch state dict"),
+    ("wrong-shape", "does not fit the configured U-Net"),
+    ("missing", "names no file"),
+])
+def test_bad_source_weights_are_named_before_any_work(data, tmp_path, content, reason):
+    _, args = data
+    path = tmp_path / "weights.pt"
+    if content == "wrong-shape":
+        torch.save(build_unet(1, (8, 16), 0).state_dict(), path)
+    elif content != "missing":
+        path.write_bytes(content)
+    out = tmp_path / "out"
+    result = _run([*args, *TINY, "--recipe", "fine-tune", "--source-weights", str(path), "--out", str(out)])
+    assert result.exit_code == 2 and str(path) in result.output and reason in result.output, result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_a_pickled_object_is_never_unpickled_as_weights(data, tmp_path):
+    _, args = data
+    path = tmp_path / "evil.pt"
+    torch.save({"weights": object()}, path)  # needs full unpickling, which weights_only refuses
+    result = _run([*args, *TINY, "--recipe", "fine-tune", "--source-weights", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "weights_only" in result.output
+
+
+def test_prediction_settings_reuse_the_trained_model_in_a_store(data, tmp_path):
+    _, args = data
+    manifest = args[1].split("#")[0]
+    base = apply_overrides(RunConfig(), {
+        "data.source": args[1], "data.pool": args[3], "data.test": args[5], "data.image_size": 32, "device": "cpu",
+        "train.steps": 4, "train.channels": "4,8", "train.num_res_units": 0, "train.precision": "fp32",
+        "select.methods": "random", "select.budget": 3})
+    assert manifest.endswith("manifest.csv")
+    inputs = Inputs(base)
+    inputs.check(["source", "pool", "test"], masks=["pool", "test"])
+    store = tmp_path / "store"
+    dice = {}
+    for name, extra in (("plain", {}), ("tta", {"train.tta": True}), ("lcc", {"train.keep_components": 1})):
+        config = apply_overrides(base, extra)
+        pipeline = Pipeline(config, tmp_path / name, inputs.for_config(config), store=store)
+        metrics, _ = pipeline.run()
+        dice[name] = metrics["random"]["dice"]["overall"]["mean"]
+    assert len(list((store / "train").glob("*/unet.pt"))) == 1  # one model, read three ways
+    assert len({round(v, 9) for v in dice.values()}) >= 2
+
+
+def test_recipe_settings_are_checked():
+    for setting, value, message in (("train.recipe", "magic", "train.recipe must be one of"),
+                                    ("train.augment", "heavy", "train.augment must be one of"),
+                                    ("train.loss", "focal", "train.loss must be one of"),
+                                    ("train.tta", "maybe", "expected true or false"),
+                                    ("train.pseudo_threshold", 0.3, "train.pseudo_threshold must be 0"),
+                                    ("train.joint_target_fraction", 1.5, "must be in [0, 1]")):
+        with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            apply_overrides(RunConfig(), {setting: value})
+    assert apply_overrides(RunConfig(), {"train.tta": "true"}).train.tta is True
+    assert np.isclose(apply_overrides(RunConfig(), {"train.pseudo_threshold": "0.9"}).train.pseudo_threshold, 0.9)
