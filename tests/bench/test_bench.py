@@ -353,3 +353,32 @@ def test_site_table_gives_each_site_its_share_of_full_data_and_paired_delta():
     assert rows["xssr", "b"]["picked_from_site"] == "0.0" and rows["random", "b"]["picked_from_site"] == "1.0"
     no_full = site_table([r for r in runs if r["method"] != "full"], "ms", ["xssr"], 0.05)
     assert {r["pct_full"] for r in no_full} == {"–"}
+
+
+def test_a_recipe_suite_records_its_recipe_compares_with_plain_and_filters_by_variant_and_seed(tmp_path):
+    folder = make_synthetic_dataset(tmp_path / "d", n_source=6, n_pool=8, n_test=3, size=32)
+    datasets = _synthetic_datasets(folder) + 'settings = { "train.keep_components" = 1 }\n'
+    experiments = ('[[experiments]]\ntable = "R"\nvariant = "plain"\nmethods = ["random"]\nbudgets = [2]\n'
+                   'overrides = { "train.keep_components" = 0 }\n'
+                   '[[experiments]]\ntable = "R"\nvariant = "fine-tune"\nmethods = ["random"]\nbudgets = [2]\n'
+                   'overrides = { "train.recipe" = "fine-tune" }\n')
+    suite = load_suite(_suite_file(tmp_path, datasets, experiments))
+    specs = {s.name: s for s in suite.runs()}
+    assert specs["syn__random__b2__fine-tune__s0"].config.train.keep_components == 1  # the dataset's setting
+    assert specs["syn__random__b2__plain__s0"].config.train.keep_components == 0  # the experiment's wins
+    assert [s.name for s in suite.filter(variants=["fine-tune"], seeds=[1])] == ["syn__random__b2__fine-tune__s1"]
+    with pytest.raises(ValueError, match="--seed: 7 not in suite"):
+        suite.filter(seeds=[7])
+    results, work = tmp_path / "results", tmp_path / "work"
+    assert run_suite(suite, results, work)["ran"] == 4
+    record = json.loads(result_path(results, specs["syn__random__b2__fine-tune__s0"]).read_text())
+    assert record["recipe"] == "fine-tune" and record["timings"]["source_train_seconds"] > 0
+    assert record["timings"]["unet_precision"] in ("bf16", "fp32")
+    # one source U-Net per seed, shared by nothing else here; one U-Net per run
+    assert len(list((work / "store" / "source-train").glob("*/unet.pt"))) == 2
+    rows = (tmp_path / "report" / "R.csv")
+    render_suite(suite, results, tmp_path / "report")
+    lines = rows.read_text().splitlines()
+    assert "delta_vs_plain" in lines[0] and "source_train_seconds" in lines[0]
+    fine_tune = next(line for line in lines if ",fine-tune," in line)
+    assert "(n=2)" in fine_tune  # paired with the plain runs of the same selection and seeds

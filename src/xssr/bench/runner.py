@@ -200,6 +200,7 @@ class _GroupContext:
             "timings": {
                 **timings, **self._source_model_timings(pipeline), "select_seconds": round(selection.seconds, 3),
                 "unet_train_seconds": trained.outputs["train_seconds"], "unet_steps": trained.outputs["steps"],
+                "unet_precision": trained.outputs.get("precision"),
                 "unet_images_per_second": trained.outputs["images_per_second"],
                 "inference_images_per_second": evaluated.outputs.get("inference_images_per_second"),
             },

@@ -52,9 +52,8 @@ _warned_emulated: set[str] = set()
 def resolve_precision(device: torch.device, precision: str) -> str:
     """"auto" -> "bf16" where the hardware has it, else "fp32"; an explicit value is kept.
 
-    On a CPU without native bf16 (AVX2 only), autocast to bf16 is emulated: measured on a 2-core
-    AMD EPYC without AVX-512, a U-Net step ran at 3.6 images/s in bf16 against 30 in fp32, while a
-    CPU with AVX-512 BF16 runs it at about 100 in bf16. Explicit "bf16" is honoured (committed
+    On a CPU without native bf16 (AVX2 only), autocast to bf16 is emulated and about ten times
+    slower than fp32 (benchmarks/precision_speed.py; docs/recipes.md has the figures). Explicit "bf16" is honoured (committed
     benchmark runs were made with it), with a warning.
     """
     if precision == "auto":
