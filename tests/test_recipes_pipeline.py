@@ -135,3 +135,26 @@ def test_recipe_settings_are_checked():
             apply_overrides(RunConfig(), {setting: value})
     assert apply_overrides(RunConfig(), {"train.tta": "true"}).train.tta is True
     assert np.isclose(apply_overrides(RunConfig(), {"train.pseudo_threshold": "0.9"}).train.pseudo_threshold, 0.9)
+
+
+def test_fusion_reuses_the_supervised_model_of_the_same_picks(data, tmp_path):
+    _, args = data
+    base = apply_overrides(RunConfig(), {
+        "data.source": args[1], "data.pool": args[3], "data.test": args[5], "data.image_size": 32, "device": "cpu",
+        "train.steps": 4, "train.channels": "4,8", "train.num_res_units": 0, "train.precision": "fp32",
+        "select.methods": "random", "select.budget": 3})
+    inputs = Inputs(base)
+    inputs.check(["source", "pool", "test"], masks=["source", "pool", "test"])
+    store = tmp_path / "store"
+    for recipe in ("supervised", "fusion"):
+        config = apply_overrides(base, {"train.recipe": recipe})
+        Pipeline(config, tmp_path / recipe, inputs.for_config(config), store=store).run()
+    # the supervised U-Net, the fusion (holding it), and nothing trained twice
+    assert len(list((store / "train").glob("*/unet.pt"))) == 2
+    fused = next(p for p in (store / "train").glob("*/manifest.json") if '"fusion"' in p.read_text())
+    manifest = json.loads(fused.read_text())
+    assert manifest["outputs"]["target_model_seconds"] > 0 and manifest["outputs"]["steps"] == 0
+    # without a store the branch is trained once beside the run
+    config = apply_overrides(base, {"train.recipe": "fusion"})
+    Pipeline(config, tmp_path / "alone", inputs.for_config(config)).run()
+    assert (tmp_path / "alone" / "target-branch" / "train" / "random" / "unet.pt").exists()

@@ -210,7 +210,8 @@ def variant_table(runs: list[dict], experiments: list) -> list[dict[str, Any]]:
                         "delta_vs_random": "–" if method == "random" or not reference
                         else _diff_cell(_by_seed(group), _by_seed(reference)),
                         "steps": group[0]["timings"]["unet_steps"] if group else "–",
-                        "train_seconds": f"{np.mean([r['timings']['unet_train_seconds'] for r in group]):.0f}"
+                        # a fusion's target branch is another run's model, but its cost is the fusion's too
+                        "train_seconds": f"{np.mean([r['timings']['unet_train_seconds'] + r['timings'].get('target_branch_seconds', 0) for r in group]):.0f}"
                         if group else "–",
                         "images_per_second": f"{np.median([r['timings']['unet_images_per_second'] for r in group]):.0f}"
                         if group and all(r["timings"].get("unet_images_per_second") for r in group) else "–",

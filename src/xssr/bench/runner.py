@@ -201,6 +201,8 @@ class _GroupContext:
                 **timings, **self._source_model_timings(pipeline), "select_seconds": round(selection.seconds, 3),
                 "unet_train_seconds": trained.outputs["train_seconds"], "unet_steps": trained.outputs["steps"],
                 "unet_precision": trained.outputs.get("precision"),
+                **({"target_branch_seconds": trained.outputs["target_model_seconds"]}
+                   if "target_model_seconds" in trained.outputs else {}),
                 "unet_images_per_second": trained.outputs["images_per_second"],
                 "inference_images_per_second": evaluated.outputs.get("inference_images_per_second"),
             },

@@ -346,12 +346,15 @@ class Pipeline:
         recipe = get_recipe(cfg.recipe)
         records = self.selected(selection) if "labels" in recipe.needs else []
         source = self.source_model() if "source_model" in recipe.needs else None
+        target = self._supervised_model(method, selection) if "target_model" in recipe.needs else None
         inputs = {"train": self._model_settings(recipe=True), "data": self.inputs.data_key(), "seed": self.config.seed}
         if "labels" in recipe.needs:
             # Pick order is kept: it decides the batches.
             inputs["images"] = [(r.key, *self.inputs.record_hash(r.key)) for r in records]
         if source is not None:
             inputs["source_model"] = source.fingerprint
+        if target is not None:
+            inputs["target_model"] = target.fingerprint
         if "source_masks" in recipe.needs:
             inputs["source"] = self.inputs.group_hash("source")
         if "pool" in recipe.needs:
@@ -373,12 +376,25 @@ class Pipeline:
             if self._done(stage, "unet.pt"):  # made by another process while we waited
                 return self._reuse(stage)
             data = self._training_data(recipe, records, source)
+            extra = {"recipe": cfg.recipe}
+            if target is not None:
+                import torch
+
+                data.target_state = torch.load(target.path("checkpoint"), map_location="cpu", weights_only=True)
+                extra["target_model_seconds"] = target.outputs["train_seconds"]
             started = stage.start()
             model, history = recipe.load()(
                 data, cfg, seed=self.config.seed, device=self.device,
                 progress=_progress(self.progress, f"train U-Net ({method}, {cfg.recipe})", cfg.epochs))
-            return self._save_model(stage, started, model, history, n_train=len(records),
-                                    extra={"recipe": cfg.recipe})
+            return self._save_model(stage, started, model, history, n_train=len(records), extra=extra)
+
+    def _supervised_model(self, method: str, selection: StageResult) -> StageResult:
+        """The supervised recipe's U-Net on ``selection``: its own stage (in the store, the very
+        one a supervised run with the same settings makes or reuses)."""
+        config = dataclasses.replace(self.config, train=dataclasses.replace(self.config.train, recipe="supervised"))
+        branch = Pipeline(config, self.out / "target-branch", self.inputs, store=self.store)
+        branch._device, branch._announced = self._device, self._announced
+        return branch.train(method, selection)
 
     def _training_data(self, recipe, records: list[ImageRecord], source: StageResult | None):
         import torch

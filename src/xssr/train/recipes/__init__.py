@@ -5,7 +5,9 @@ where ``data`` is a :class:`~xssr.train.recipes.base.TrainingData`, and a regist
 says what it needs: the annotated target images (``labels``), a U-Net trained on the source
 (``source_model``: the user's weights, or one the pipeline trains once on the source images and
 masks and shares through the stage cache), the source images and masks themselves
-(``source_masks``), or the unlabeled pool (``pool``). The pipeline reads only what a recipe
+(``source_masks``), the unlabeled pool (``pool``), or the U-Net the ``supervised`` recipe trains
+on the same picks (``target_model``, made or reused as that recipe's own stage, so a fusion never
+trains its target branch twice). The pipeline reads only what a recipe
 needs, checks it before any work, and keys the recipe's stage by exactly that.
 
 Entries are ``"module:function"`` and imported on first use, so reading the names needs no torch.
@@ -18,7 +20,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-NEEDS = frozenset({"labels", "source_model", "source_masks", "pool"})
+NEEDS = frozenset({"labels", "source_model", "source_masks", "pool", "target_model"})
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ _HERE = "xssr.train.recipes"
 register_recipe("supervised", f"{_HERE}.supervised:supervised")  # the paper's: the picks alone, from scratch
 register_recipe("source-only", f"{_HERE}.supervised:source_only", needs=("source_model",))
 register_recipe("fine-tune", f"{_HERE}.supervised:fine_tune", needs=("labels", "source_model"))
-register_recipe("fusion", f"{_HERE}.supervised:fusion", needs=("labels", "source_model"))
+register_recipe("fusion", f"{_HERE}.supervised:fusion", needs=("labels", "source_model", "target_model"))
 register_recipe("joint", f"{_HERE}.joint:joint", needs=("labels", "source_masks"))
 register_recipe("mean-teacher", f"{_HERE}.mean_teacher:mean_teacher", needs=("labels", "source_model", "pool"))
 register_recipe("mean-teacher-scratch", f"{_HERE}.mean_teacher:mean_teacher_from_scratch", needs=("labels", "pool"))

@@ -23,6 +23,7 @@ class TrainingData:
     images: np.ndarray | None = None  # the annotated target images
     masks: np.ndarray | None = None
     source_state: dict | None = None  # state dict of the source-trained U-Net
+    target_state: dict | None = None  # state dict of the supervised recipe's U-Net on the same picks
     source_images: np.ndarray | None = None
     source_masks: np.ndarray | None = None
     pool_images: np.ndarray | None = None  # the unlabeled target pool

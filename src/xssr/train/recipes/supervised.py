@@ -28,11 +28,16 @@ def fine_tune(data: TrainingData, config: TrainConfig, *, seed, device, progress
 
 
 def fusion(data: TrainingData, config: TrainConfig, *, seed, device, progress=None):
-    """The source-trained U-Net (source branch) and a U-Net trained from scratch on the annotated
-    target images (target branch, the supervised recipe), fused pixel-wise by confidence
-    (xssr.models.fusion). Each branch alone is the source-only and the supervised row."""
+    """The source-trained U-Net (source branch) and the supervised recipe's U-Net on the same
+    annotated images (target branch), fused pixel-wise by confidence (xssr.models.fusion). Each
+    branch alone is the source-only and the supervised row. Without a given target branch it is
+    trained here."""
     from xssr.models.fusion import FusionNet
 
-    data.require("images", "masks", "source_state")
-    target, history = train_unet(data.images, data.masks, config, seed=seed, device=device, progress=progress)
+    data.require("source_state")
+    if data.target_state is not None:
+        target, history = new_unet(data.channels, config, data.target_state), TrainHistory()
+    else:
+        data.require("images", "masks")
+        target, history = train_unet(data.images, data.masks, config, seed=seed, device=device, progress=progress)
     return FusionNet(new_unet(data.channels, config, data.source_state), target.cpu()).eval(), history
