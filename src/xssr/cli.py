@@ -231,6 +231,44 @@ def run(out, no_progress, **options) -> None:
     click.echo(f"results in {result.out}")
 
 
+@main.command("export")
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option("--method", default="xssr", show_default=True, help="Whose selection in RUN.")
+@click.option("--to", "to", type=click.Choice(["label-studio", "nnunet"]), required=True)
+@click.option("--out", required=True, type=click.Path(),
+              help="label-studio: the task JSON to write; nnunet: the nnUNet_raw folder to write the dataset into.")
+@click.option("--image-url-prefix", default="", help="label-studio: put before each image path, e.g. /data/local-files/?d=")
+@click.option("--model", type=click.Path(dir_okay=False), help="label-studio: an xssr unet.pt whose predictions become pre-annotations.")
+@click.option("--round", "round_", type=click.Path(file_okay=False), help="nnunet: the round folder whose masks to export.")
+@click.option("--dataset-id", type=int, default=501, show_default=True, help="nnunet: DatasetXXX number.")
+@click.option("--name", default="xssr", show_default=True, help="nnunet: the dataset's name.")
+@click.option("--label", default="foreground", show_default=True, help="The structure's name (lung, optic disc, ...).")
+@_errors_to_exit
+def export(run, method, to, out, image_url_prefix, model, round_, dataset_id, name, label) -> None:
+    """Hand a selection to Label Studio (tasks, optionally pre-annotated) or to nnU-Net (after import)."""
+    if to == "label-studio":
+        path = api.export_selection(run, method, to, out, image_url_prefix=image_url_prefix, model=model, label=label)
+        click.echo(f"tasks: {path}\nlabelling config: {path.with_suffix('.labeling.xml')}")
+    else:
+        path = api.export_selection(run, method, to, out, round=round_, dataset_id=dataset_id, name=name, label=label)
+        click.echo(f"nnU-Net dataset: {path}")
+
+
+@main.command("import")
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option("--method", default="xssr", show_default=True, help="Whose selection in RUN the masks belong to.")
+@click.option("--from", "source", type=click.Choice(["label-studio", "folder"]), required=True)
+@click.argument("path", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="The round folder to write.")
+@click.option("--allow-empty", is_flag=True, help="Accept empty masks (images without the structure).")
+@click.option("--label", help="label-studio: take only this label's regions.")
+@_errors_to_exit
+def import_(run, method, source, path, out, allow_empty, label) -> None:
+    """Bring finished masks back: checked against the selection, written as a round's manifest."""
+    manifest = api.import_masks(run, method, source, path, out, allow_empty=allow_empty, label=label)
+    click.echo(f"round manifest: {manifest}\ntrain on it with: xssr train ... --pool '{manifest}#paths=any'")
+
+
 @main.command()
 @out_option
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -1,0 +1,138 @@
+"""A run's selection out to a labelling tool or nnU-Net, and the finished masks back in as a round.
+
+A *run folder* (what ``xssr select`` / ``xssr run`` wrote) holds ``config.json`` and
+``select/<method>/selection.csv``; together they name the pool and the chosen images. A *round
+folder* holds what came back: ``masks/`` and ``manifest.csv`` (xssr.exchange.masks_in).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xssr.config import RunConfig, from_dict
+from xssr.data import ImageRecord, load_records
+from xssr.report.io import read_csv
+
+
+def run_selection(run: str | Path, method: str) -> tuple[RunConfig, list[ImageRecord], list[ImageRecord]]:
+    """(configuration, pool records, selected records in rank order) of ``method`` in ``run``."""
+    run = Path(run)
+    config_path = run / "config.json"
+    if not config_path.is_file():
+        raise ValueError(f"{run}: not an xssr run folder (no config.json); give the --out folder of xssr select or run")
+    selection = run / "select" / method / "selection.csv"
+    if not selection.is_file():
+        made = sorted(p.parent.name for p in (run / "select").glob("*/selection.csv"))
+        raise ValueError(f"{selection}: no selection by {method!r} in this run"
+                         + (f"; it has: {', '.join(made)}" if made else ""))
+    try:
+        config = from_dict(json.loads(config_path.read_text()))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{config_path}: {error}") from None
+    d = config.data
+    pool = load_records(d.pool, data_root=d.data_root) if " + " not in d.pool else [
+        r for part in d.pool.split(" + ") for r in load_records(part.strip(), data_root=d.data_root)]
+    by_key = {r.key: r for r in pool}
+    rows = read_csv(selection)
+    missing = [row["key"] for row in rows if row["key"] not in by_key]
+    if missing:
+        raise ValueError(f"{selection}: {len(missing)} selected image(s) are no longer in the pool "
+                         f"{d.pool!r} (first: {missing[0]}); the pool changed since this selection")
+    return config, pool, [by_key[row["key"]] for row in rows]
+
+
+def predicted_masks(records: list[ImageRecord], checkpoint: str | Path, config: RunConfig) -> dict[str, np.ndarray]:
+    """Binary masks of ``records`` at each image's own size, predicted by an xssr U-Net checkpoint
+    (for pre-annotations that annotators correct instead of drawing from scratch)."""
+    import torch
+    from PIL import Image
+
+    from xssr.data.preprocess import prepare_image
+    from xssr.data.readers import read_image
+    from xssr.pipeline import resolve_device
+    from xssr.train import load_unet, segment_images
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    first = next(iter(state.values()))
+    channels = first.shape[1] if first.ndim == 4 else 1
+    model = load_unet(state, channels, config.train)
+    out = {}
+    for record in records:
+        raw = read_image(record.image, record.slice_index)
+        image = prepare_image(raw, config.data.image_size, channels, config.data.normalize)[None]
+        mask = segment_images(model, image, config.train, device=resolve_device(config.device))[0, 0]
+        height, width = raw.shape[:2]
+        out[record.key] = np.asarray(Image.fromarray(mask * np.uint8(255)).resize((width, height), Image.NEAREST)) > 0
+    return out
+
+
+def selection_rows(selected: list[ImageRecord]) -> list[dict[str, Any]]:
+    return [{"rank": i + 1, "key": r.key, "image": str(r.image), "case_id": r.case_id, "site": r.site}
+            for i, r in enumerate(selected)]
+
+
+def export_label_studio(run: str | Path, method: str, out: str | Path, *, image_url_prefix: str = "",
+                        model: str | Path | None = None, label: str = "foreground") -> Path:
+    """Write Label Studio tasks for the selection (``out``, JSON) and ``<out>.labeling.xml``.
+
+    Each task's image is ``image_url_prefix + path`` (Label Studio's local-files storage, for
+    one, serves ``/data/local-files/?d=<path relative to its document root>``: give that prefix and
+    paths are made relative to ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` when it is set).
+    """
+    import os
+
+    from xssr.exchange.label_studio import labeling_config, tasks_for_selection
+    from xssr.report.io import write_json, write_text
+
+    out = Path(out)
+    config, _, selected = run_selection(run, method)
+    predictions = predicted_masks(selected, model, config) if model else None
+    root = os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
+
+    def image_url(path: str) -> str:
+        if root and Path(path).is_relative_to(root):
+            path = str(Path(path).relative_to(root))
+        return image_url_prefix + path
+
+    rows = selection_rows(selected)
+    if predictions is not None:
+        predictions = {k: v.astype(np.uint8) for k, v in predictions.items()}
+    tasks = tasks_for_selection(rows, image_url, predictions=predictions, label=label)
+    write_json(out, tasks)
+    write_text(out.with_suffix(".labeling.xml"), labeling_config(label))
+    return out
+
+
+def export_nnunet_round(run: str | Path, method: str, out: str | Path, *, round: str | Path | None = None,
+                        dataset_id: int = 501, name: str = "xssr", label: str = "foreground") -> Path:
+    """The selected images with their masks (from the round folder, else the pool's) for nnU-Net."""
+    from xssr.exchange.nnunet import export_nnunet
+
+    _, _, selected = run_selection(run, method)
+    if round is not None:
+        manifest = Path(round) / "manifest.csv"
+        if not manifest.is_file():
+            raise ValueError(f"{round}: no manifest.csv; import the masks first (xssr import)")
+        with_masks = {r.key: r for r in load_records(f"{manifest}#paths=any")}
+        selected = [with_masks.get(r.key, r) for r in selected]
+    return export_nnunet(selected, out, dataset_id=dataset_id, name=name, label=label)
+
+
+def import_round(run: str | Path, method: str, source: str, path: str | Path, out: str | Path, *,
+                 allow_empty: bool = False, label: str | None = None) -> Path:
+    from xssr.exchange.masks_in import check_masks, masks_from_folder, write_round
+
+    _, pool, selected = run_selection(run, method)
+    if source == "folder":
+        found = masks_from_folder(path, selected)
+    elif source == "label-studio":
+        from xssr.exchange.label_studio import read_label_studio_export
+
+        found = {key: (mask, f"{path} ({key})") for key, mask in read_label_studio_export(path, label=label).items()}
+    else:
+        raise ValueError(f"Unknown mask source {source!r}; valid: label-studio, folder.")
+    return write_round(out, pool, selected, check_masks(selected, found, allow_empty=allow_empty))

@@ -1,0 +1,112 @@
+"""The annotation round trip through the CLI: select -> export to Label Studio -> (the tool's export,
+simulated from the real masks) -> import -> train -> nnU-Net export."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from xssr.cli import main
+from xssr.data import make_synthetic_dataset
+from xssr.report.io import read_csv
+
+TINY = ["--image-size", "32", "--device", "cpu", "--set", "train.steps=3", "--set", "train.channels=4,8",
+        "--set", "train.num_res_units=0", "--no-progress", "--methods", "random", "--budget", "3"]
+
+
+@pytest.fixture
+def study(tmp_path):
+    folder = make_synthetic_dataset(tmp_path / "data", n_source=3, n_pool=10, n_test=3, size=32)
+    manifest = folder / "manifest.csv"
+    # the pool as a team has it: images only, no masks yet
+    rows = read_csv(manifest)
+    unlabeled = tmp_path / "data" / "pool.csv"
+    unlabeled.write_text("image,mask,site,case_id,split\n" + "".join(
+        f"{r['image']},,{r['site']},{r['case_id']},{r['split']}\n" for r in rows if r["split"] == "train"
+        and r["site"] != "synthetic_source"))
+    return {"folder": folder, "pool": str(unlabeled), "masks": {r["image"]: folder / r["mask"] for r in rows}}
+
+
+def _invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def _simulated_label_studio_export(tasks_path, masks_by_image, out):
+    """What Label Studio's JSON export holds once annotators drew the true masks with the brush."""
+    from xssr.exchange.label_studio import encode_brush_rle
+
+    tasks = json.loads(tasks_path.read_text())
+    exported = []
+    for i, task in enumerate(tasks):
+        image_name = task["data"]["image"].split("/")[-1]
+        mask = np.asarray(Image.open(masks_by_image[f"images/{image_name}"])) > 0
+        exported.append({"id": i + 1, "data": task["data"], "annotations": [{"id": 10 + i, "was_cancelled": False,
+                         "result": [{"from_name": "tag", "to_name": "image", "type": "brushlabels",
+                                     "original_width": mask.shape[1], "original_height": mask.shape[0],
+                                     "value": {"format": "rle", "rle": encode_brush_rle(mask),
+                                               "brushlabels": ["foreground"]}}]}]})
+    out.write_text(json.dumps(exported))
+    return out
+
+
+def test_select_export_import_train_and_nnunet(study, tmp_path):
+    run = tmp_path / "run"
+    result = _invoke("select", "--pool", study["pool"], *TINY, "--out", run)
+    assert result.exit_code == 0, result.output
+    result = _invoke("export", run, "--method", "random", "--to", "label-studio", "--out", tmp_path / "tasks.json",
+                     "--image-url-prefix", "/data/local-files/?d=")
+    assert result.exit_code == 0, result.output
+    tasks = json.loads((tmp_path / "tasks.json").read_text())
+    assert len(tasks) == 3 and tasks[0]["data"]["image"].startswith("/data/local-files/?d=")
+    assert "BrushLabels" in (tmp_path / "tasks.labeling.xml").read_text()
+
+    exported = _simulated_label_studio_export(tmp_path / "tasks.json", study["masks"], tmp_path / "export.json")
+    result = _invoke("import", run, "--method", "random", "--from", "label-studio", exported, "--out", tmp_path / "r1")
+    assert result.exit_code == 0, result.output
+    rows = read_csv(tmp_path / "r1" / "manifest.csv")
+    annotated = [r for r in rows if r["mask"]]
+    assert len(rows) == 10 and len(annotated) == 3
+    for row in annotated:  # identical to the true masks
+        truth = np.asarray(Image.open(study["masks"][f"images/{row['image'].split('/')[-1]}"])) > 0
+        np.testing.assert_array_equal(np.asarray(Image.open(row["mask"])) > 0, truth)
+
+    result = _invoke("train", "--pool", f"{tmp_path / 'r1' / 'manifest.csv'}#paths=any", *TINY, "--out", run)
+    assert result.exit_code == 0, result.output
+    assert "select/random: reused" in result.output  # the round's pool is the same pool: nothing re-selected
+    assert (run / "train" / "random" / "unet.pt").exists()
+
+    result = _invoke("export", run, "--method", "random", "--to", "nnunet", "--round", tmp_path / "r1",
+                     "--out", tmp_path / "nnUNet_raw", "--dataset-id", "502", "--name", "Synth")
+    assert result.exit_code == 0, result.output
+    dataset = tmp_path / "nnUNet_raw" / "Dataset502_Synth"
+    assert len(list((dataset / "labelsTr").glob("*.png"))) == 3
+
+    # a model's predictions become pre-annotations of the next export
+    result = _invoke("export", run, "--method", "random", "--to", "label-studio", "--out", tmp_path / "pre.json",
+                     "--model", run / "train" / "random" / "unet.pt")
+    assert result.exit_code == 0, result.output
+    assert all("predictions" in task for task in json.loads((tmp_path / "pre.json").read_text()))
+
+
+def test_import_errors_name_the_problem_and_write_nothing(study, tmp_path):
+    run = tmp_path / "run"
+    assert _invoke("select", "--pool", study["pool"], *TINY, "--out", run).exit_code == 0
+    done = tmp_path / "done"
+    done.mkdir()
+    selected = read_csv(run / "select" / "random" / "selection.csv")
+    for row in selected[:2]:  # one selected image left unannotated
+        Image.open(study["masks"][f"images/{row['image'].split('/')[-1]}"]).save(done / row["image"].split("/")[-1])
+    result = _invoke("import", run, "--method", "random", "--from", "folder", done, "--out", tmp_path / "r1")
+    assert result.exit_code == 2 and "no mask was found" in result.output and "Traceback" not in result.output
+    assert selected[2]["image"].split("/")[-1] in result.output and not (tmp_path / "r1").exists()
+    (tmp_path / "broken.json").write_text("{not json")
+    result = _invoke("import", run, "--method", "random", "--from", "label-studio", tmp_path / "broken.json",
+                     "--out", tmp_path / "r1")
+    assert result.exit_code == 2 and "broken.json" in result.output and not (tmp_path / "r1").exists()
+    result = _invoke("import", tmp_path / "nowhere", "--from", "folder", done, "--out", tmp_path / "r1")
+    assert result.exit_code == 2 and "not an xssr run folder" in result.output
+    result = _invoke("import", run, "--method", "xssr", "--from", "folder", done, "--out", tmp_path / "r1")
+    assert result.exit_code == 2 and "no selection by 'xssr'" in result.output and "random" in result.output
