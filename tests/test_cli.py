@@ -216,3 +216,20 @@ def test_outputs_are_readable_by_others(tiny_data, tmp_path):
     os.umask(umask)
     mode = stat.S_IMODE((out / "select" / "random" / "selection.csv").stat().st_mode)
     assert mode == 0o666 & ~umask
+
+
+def test_verbose_output_has_no_library_import_noise(tmp_path):
+    """-v shows xssr's log; faiss's report of a failed AVX2 import (INFO) read like an error."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    np.save(tmp_path / "pool.npy", np.random.default_rng(0).random((30, 4)).astype(np.float32))
+    code = ("import sys; from xssr.cli import main; "
+            "main(['-v', 'select', '--pool-embeddings', sys.argv[1], '--alpha', '0', '--budget', '3', "
+            "'--out', sys.argv[2]])")
+    done = subprocess.run([sys.executable, "-c", code,
+                           str(tmp_path / "pool.npy"), str(tmp_path / "out")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "faiss" not in done.stderr and "ModuleNotFoundError" not in done.stderr

@@ -103,7 +103,14 @@ def main(verbose: int) -> None:
     """xssr: choose which target-domain images to annotate, train a U-Net on them, measure Dice."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # -v is for xssr's own log; other libraries' info lines (faiss reports a failed import of its
+    # AVX2 build at INFO before loading the generic one) read like errors. -vv shows everything.
+    for name in _QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
     _show_stage_lines()
+
+
+_QUIET_LIBRARIES = ("faiss", "faiss.loader", "PIL", "matplotlib", "monai", "nibabel", "pydicom", "urllib3")
 
 
 def _show_stage_lines() -> None:
@@ -295,15 +302,29 @@ def _suite_path(name: str) -> Path:
     return Path("benchmarks") / "suites" / f"{name}.toml"
 
 
-results_option = click.option("--results", default="benchmarks/results", show_default=True,
-                              type=click.Path(file_okay=False), help="Where run results are cached (committed).")
+def _default_folder(suite: str, given: str | None, project: str, beside: str) -> str:
+    """A suite in a checkout's benchmarks/suites keeps its results in benchmarks/<project> (the
+    committed folder); a suite file of the user's own keeps them in <its folder>/<beside>, never
+    in the project's benchmarks."""
+    if given:
+        return given
+    folder = _suite_path(suite).resolve().parent
+    if folder.name == "suites" and folder.parent.name == "benchmarks":  # benchmarks/suites of a checkout
+        return str(folder.parent / project)
+    return str(folder / beside)
+
+
+results_option = click.option("--results", type=click.Path(file_okay=False),
+                              help="Where run results are cached. Default: benchmarks/results for the project's "
+                                   "suites (committed); SUITE_FOLDER/results for a suite file of your own.")
 
 
 @bench.command("run")
 @click.argument("suite")
 @results_option
-@click.option("--work", default="benchmarks/cache", show_default=True, type=click.Path(file_okay=False),
-              help="Scratch space for MAE checkpoints and embeddings (not committed).")
+@click.option("--work", type=click.Path(file_okay=False),
+              help="Scratch space for models and embeddings. Default: benchmarks/cache (not committed) for the "
+                   "project's suites, SUITE_FOLDER/cache for your own.")
 @click.option("--dataset", "datasets", multiple=True, help="Only these datasets of the suite.")
 @click.option("--method", "methods", multiple=True, help="Only these methods.")
 @click.option("--table", "tables", multiple=True, help="Only runs of these experiments (e.g. T2).")
@@ -314,6 +335,9 @@ results_option = click.option("--results", default="benchmarks/results", show_de
 def bench_run(suite, results, work, datasets, methods, tables, variants, seeds, max_runs) -> None:
     """Run the unfinished runs of SUITE (a name in benchmarks/suites or a .toml path)."""
     from xssr.bench import load_suite, run_suite
+
+    results = _default_folder(suite, results, "results", "results")
+    work = _default_folder(suite, work, "cache", "cache")
 
     loaded = load_suite(_suite_path(suite))
     chosen = {spec.key for spec in loaded.filter(tables=tables, datasets=datasets, methods=methods,
@@ -340,6 +364,7 @@ def bench_report(suite, results, out, docs) -> None:
     from xssr.bench.report import update_docs
 
     loaded = load_suite(_suite_path(suite))
+    results = _default_folder(suite, results, "results", "results")
     out = out or Path(results) / loaded.name / "report"
     text = render_suite(loaded, results, out)
     if docs:

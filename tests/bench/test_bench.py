@@ -361,7 +361,9 @@ def test_a_recipe_suite_records_its_recipe_compares_with_plain_and_filters_by_va
     experiments = ('[[experiments]]\ntable = "R"\nvariant = "plain"\nmethods = ["random"]\nbudgets = [2]\n'
                    'overrides = { "train.keep_components" = 0 }\n'
                    '[[experiments]]\ntable = "R"\nvariant = "fine-tune"\nmethods = ["random"]\nbudgets = [2]\n'
-                   'overrides = { "train.recipe" = "fine-tune" }\n')
+                   'overrides = { "train.recipe" = "fine-tune" }\n'
+                   '[[experiments]]\ntable = "R"\nvariant = "source-only"\nmethods = ["random"]\nbudgets = [2]\n'
+                   'overrides = { "train.recipe" = "source-only" }\n')
     suite = load_suite(_suite_file(tmp_path, datasets, experiments))
     specs = {s.name: s for s in suite.runs()}
     assert specs["syn__random__b2__fine-tune__s0"].config.train.keep_components == 1  # the dataset's setting
@@ -370,7 +372,7 @@ def test_a_recipe_suite_records_its_recipe_compares_with_plain_and_filters_by_va
     with pytest.raises(ValueError, match="--seed: 7 not in suite"):
         suite.filter(seeds=[7])
     results, work = tmp_path / "results", tmp_path / "work"
-    assert run_suite(suite, results, work)["ran"] == 4
+    assert run_suite(suite, results, work)["ran"] == 6
     record = json.loads(result_path(results, specs["syn__random__b2__fine-tune__s0"]).read_text())
     assert record["recipe"] == "fine-tune" and record["timings"]["source_train_seconds"] > 0
     assert record["timings"]["unet_precision"] in ("bf16", "fp32")
@@ -381,4 +383,33 @@ def test_a_recipe_suite_records_its_recipe_compares_with_plain_and_filters_by_va
     lines = rows.read_text().splitlines()
     assert "delta_vs_plain" in lines[0] and "source_train_seconds" in lines[0]
     fine_tune = next(line for line in lines if ",fine-tune," in line)
-    assert "(n=2)" in fine_tune  # paired with the plain runs of the same selection and seeds
+    assert fine_tune.count("(n=2)") == 2  # paired with plain (same selection and seeds) and with source-only
+    assert "delta_vs_source_only" in lines[0]
+
+
+def test_a_users_own_suite_never_writes_into_the_projects_benchmark_folder(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from xssr.cli import main
+
+    folder = make_synthetic_dataset(tmp_path / "d", n_source=2, n_pool=4, n_test=1, size=32)
+    experiments = '[[experiments]]\ntable = "T2"\nmethods = ["random"]\nbudgets = [1]\n'
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    path = _suite_file(mine, _synthetic_datasets(folder), experiments, seeds="[0]")
+    project = tmp_path / "project"
+    (project / "benchmarks").mkdir(parents=True)
+    monkeypatch.chdir(project)  # as if run from the project's checkout
+    outcome = CliRunner().invoke(main, ["bench", "run", str(path)])
+    assert outcome.exit_code == 0, outcome.output
+    assert (mine / "results" / "tiny" / "runs").is_dir() and (mine / "cache").is_dir()
+    assert not any((project / "benchmarks").iterdir())
+    outcome = CliRunner().invoke(main, ["bench", "report", str(path)])
+    assert outcome.exit_code == 0 and (mine / "results" / "tiny" / "report" / "tables.md").exists()
+    # a suite that lives in a checkout's benchmarks/suites keeps the committed folder beside it
+    (project / "benchmarks" / "suites").mkdir()
+    ours = project / "benchmarks" / "suites" / "tiny.toml"
+    ours.write_text(path.read_text())
+    outcome = CliRunner().invoke(main, ["bench", "run", "tiny"])
+    assert outcome.exit_code == 0, outcome.output
+    assert (project / "benchmarks" / "results" / "tiny" / "runs").is_dir()

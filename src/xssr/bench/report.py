@@ -192,9 +192,11 @@ def _plain_reference(index: dict, dataset: str, method: str, budget: float, vari
 
 def variant_table(runs: list[dict], experiments: list) -> list[dict[str, Any]]:
     """One row per (dataset, variant, method, budget): Dice over seeds, the paired difference to
-    the plain settings with the same selection method and to random where a comparable random arm
-    exists, optimiser steps, train time and throughput."""
+    the plain settings with the same selection method, to random where a comparable random arm
+    exists and (in tables with a source-only arm) to the source-only model of the same seed,
+    optimiser steps, train time and throughput."""
     index = _index(runs)
+    has_source_only = any(exp.variant == "source-only" for exp in experiments)
     rows = []
     for exp in experiments:
         for dataset in exp.datasets:
@@ -203,12 +205,17 @@ def variant_table(runs: list[dict], experiments: list) -> list[dict[str, Any]]:
                     group = index.get((dataset, method, round(budget, 6), exp.variant), [])
                     reference = _random_reference(index, dataset, budget, exp)
                     plain = _plain_reference(index, dataset, method, budget, exp.variant)
+                    # "do no harm": annotations should never make the model worse than using none
+                    source_only = [] if exp.variant == "source-only" else index.get(
+                        (dataset, "random", round(budget, 6), "source-only"), [])
                     rows.append({
                         "dataset": dataset, "variant": exp.variant, "method": method, "budget": f"{budget:g}",
                         "seeds": len(group), "dice": _cell([_dice(r) for r in group]),
                         "delta_vs_plain": _diff_cell(_by_seed(group), _by_seed(plain)) if plain else "–",
                         "delta_vs_random": "–" if method == "random" or not reference
                         else _diff_cell(_by_seed(group), _by_seed(reference)),
+                        **({"delta_vs_source_only": _diff_cell(_by_seed(group), _by_seed(source_only))
+                            if source_only else "–"} if has_source_only else {}),
                         "steps": group[0]["timings"]["unet_steps"] if group else "–",
                         # a fusion's target branch is another run's model, but its cost is the fusion's too
                         "train_seconds": f"{np.mean([r['timings']['unet_train_seconds'] + r['timings'].get('target_branch_seconds', 0) for r in group]):.0f}"
