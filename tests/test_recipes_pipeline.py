@@ -158,3 +158,51 @@ def test_fusion_reuses_the_supervised_model_of_the_same_picks(data, tmp_path):
     config = apply_overrides(base, {"train.recipe": "fusion"})
     Pipeline(config, tmp_path / "alone", inputs.for_config(config)).run()
     assert (tmp_path / "alone" / "target-branch" / "train" / "random" / "unet.pt").exists()
+
+
+# ---------------------------------------------------------------- the source U-Net as an embedder
+def test_source_unet_embeddings_are_its_pooled_bottleneck_and_share_the_source_stage(data, tmp_path):
+    from xssr.embedding.source_unet import bottleneck
+    from xssr.pipeline.inputs import Inputs as _Inputs
+    from xssr.train import load_unet
+
+    _, args = data
+    out = tmp_path / "out"
+    embed_args = [*args, *TINY, "--set", "embed.model=source-unet", "--methods", "xssr,random"]
+    result = CliRunner().invoke(main, ["select", *embed_args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "source-train: running" in result.output
+    pool = np.load(out / "embed" / "pool.npy")
+    assert pool.shape == (12, 8)  # train.channels = 4,8: the bottleneck has 8 features
+    # the same numbers by hand: the U-Net's deepest block, averaged over space
+    config = apply_overrides(RunConfig(), {"data.pool": args[3], "data.image_size": 32, "train.channels": "4,8",
+                                           "train.num_res_units": 0, "train.precision": "fp32"})
+    inputs = _Inputs(config)
+    inputs.check(["pool"])
+    images, _ = inputs.arrays("pool", with_masks=False)
+    model = load_unet(torch.load(out / "source-train" / "unet.pt", weights_only=True), 1, config.train)
+    features = []
+    bottleneck(model).register_forward_hook(lambda m, i, o: features.append(o.mean(dim=(2, 3))))
+    with torch.no_grad():
+        model(torch.from_numpy(images))
+    np.testing.assert_allclose(pool, features[0].numpy(), rtol=1e-4, atol=1e-5)
+    # a recipe that starts from the source reuses the very same source U-Net
+    result = CliRunner().invoke(main, ["run", *embed_args, "--recipe", "fine-tune", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "source-train: reused" in result.output and "source-train: running" not in result.output
+
+
+def test_source_unet_embedder_asks_for_source_masks_or_weights(data, tmp_path):
+    folder, args = data
+    (folder / "masks" / "source_0001.png").unlink()
+    embed_args = [*args, *TINY, "--set", "embed.model=source-unet", "--methods", "xssr"]
+    result = CliRunner().invoke(main, ["select", *embed_args, "--out", str(tmp_path / "a")])
+    assert result.exit_code == 2 and "source_0001.png" in result.output and not (tmp_path / "a").exists()
+    torch.save(build_unet(1, (4, 8), 0).state_dict(), tmp_path / "mine.pt")
+    result = CliRunner().invoke(main, ["select", *embed_args, "--source-weights", str(tmp_path / "mine.pt"),
+                                       "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    torch.save(build_unet(1, (8, 16), 0).state_dict(), tmp_path / "wrong.pt")
+    result = CliRunner().invoke(main, ["select", *embed_args, "--source-weights", str(tmp_path / "wrong.pt"),
+                                       "--out", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "does not fit the configured U-Net" in result.output

@@ -14,6 +14,7 @@ from xssr.embedding.base import Embedder
 EMBEDDERS: dict[str, Callable] = {
     "mae": lambda config: _mae()(config.pretrain),
     "precomputed": lambda config: _precomputed()(config.embed),
+    "source-unet": lambda config: _source_unet()(config.train),
 }
 
 
@@ -29,6 +30,17 @@ def _precomputed():
     return PrecomputedEmbedder
 
 
+def _source_unet():
+    from xssr.embedding.source_unet import SourceUNetEmbedder
+
+    return SourceUNetEmbedder
+
+
+def uses_source_model(embedder: Embedder) -> bool:
+    """Whether the embedder reads the source-trained U-Net (the pipeline's source-train stage)."""
+    return bool(getattr(embedder, "uses_source_model", False))
+
+
 def embedder_names() -> tuple[str, ...]:
     return tuple(EMBEDDERS)
 
@@ -42,4 +54,4 @@ def get_embedder(config) -> Embedder:
     return factory(config)
 
 
-__all__ = ["EMBEDDERS", "Embedder", "embedder_names", "get_embedder"]
+__all__ = ["EMBEDDERS", "Embedder", "embedder_names", "get_embedder", "uses_source_model"]

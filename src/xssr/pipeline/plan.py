@@ -22,19 +22,22 @@ def needs_source(config: RunConfig) -> bool:
 
 def plan(config: RunConfig, command: str) -> tuple[list[str], list[str]]:
     """The input groups a command reads, and those whose masks must all exist, for ``config``."""
-    from xssr.embedding import get_embedder
+    from xssr.embedding import get_embedder, uses_source_model
 
     # A learned embedder trains on the source; otherwise the source images are needed only when
     # a method weighs novelty.
-    source = ["source"] if get_embedder(config).learns or needs_source(config) else []
+    embedder = get_embedder(config)
+    source = ["source"] if embedder.learns or uses_source_model(embedder) or needs_source(config) else []
     embedding_groups = source + ["pool"]
     embeds = needs_embeddings(config)
     if command == "pretrain":
         return ["source"] + (["pool"] if config.pretrain.train_on == "source+pool" else []), []
+    # An embedder that reads the source U-Net needs the source masks to train it (unless given).
+    embed_masks = ["source"] if uses_source_model(embedder) and not config.train.source_weights else []
     if command == "embed":
-        return embedding_groups, []
+        return embedding_groups, embed_masks
     if command == "select":
-        return (embedding_groups if embeds else ["pool"]), []
+        return (embedding_groups, embed_masks) if embeds else (["pool"], [])
     # Pool masks are needed up front only when the whole pool is trained on; otherwise only the
     # selected images must be annotated, and that is checked once the selection is known.
     pool_masks = ["pool"] if any(get_method(m).algorithm is None for m in config.select.methods) else []
@@ -42,6 +45,8 @@ def plan(config: RunConfig, command: str) -> tuple[list[str], list[str]]:
     # A recipe that trains a source U-Net here, or trains on the source, needs every source mask.
     source_masks = ["source"] if needs_source_masks(config) else []
     groups = groups + [g for g in source_masks if g not in groups]
+    if embeds and embed_masks and not source_masks:
+        source_masks = embed_masks
     if command == "train":
         return groups, pool_masks + source_masks
     return groups + ["test"], pool_masks + source_masks + ["test"]

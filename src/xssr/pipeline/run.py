@@ -30,6 +30,7 @@ import numpy as np
 from xssr.config import PREDICTION_SETTINGS, RunConfig, fingerprint_settings
 from xssr.data import ImageRecord, InputError, iter_arrays, load_arrays
 from xssr.data.records import record_row
+from xssr.embedding import get_embedder, uses_source_model
 from xssr.metrics import dice_per_image, summarise_dice
 from xssr.pipeline.inputs import Inputs
 from xssr.pipeline.plan import needs_embeddings
@@ -99,8 +100,6 @@ class Pipeline:
         self._settings = fingerprint_settings(config)
         #: Every stage this pipeline ran or reused, by label ("pretrain", "train/xssr", ...).
         self.results: dict[str, StageResult] = {}
-        from xssr.embedding import get_embedder
-
         self.embedder = get_embedder(config)
 
     @property
@@ -194,17 +193,23 @@ class Pipeline:
 
     def embeddings_ready(self) -> StageResult | None:
         """The embeddings if the embedder is fitted and the embed stage finished already, else None."""
-        fitted = None
-        if self.embedder.learns:
+        fitted, fitted_stage = None, None
+        if uses_source_model(self.embedder):
+            if self.config.train.source_weights:
+                fitted = self.source_model()
+            else:
+                fitted_stage = self._source_model_stage()
+        elif self.embedder.learns:
             fitted_stage = self._pretrain_stage()
+        if fitted_stage is not None:
             if not self._done(fitted_stage, self.embedder.checkpoint):
                 return None
             fitted = self._result(fitted_stage)
         stage = self._embed_stage(fitted)
         if not self._done(stage, "pool.npy"):
             return None
-        if fitted is not None:
-            self._reuse(self._pretrain_stage())
+        if fitted_stage is not None:
+            self._reuse(fitted_stage)
         return self._reuse(stage)
 
     def embed(self, fitted: StageResult | None) -> StageResult:
@@ -308,9 +313,7 @@ class Pipeline:
             result = StageResult(path.parent, file_sha1(path), {"checkpoint": path.name, "from": "source_weights"})
             self.results["source-train"] = result
             return result
-        stage = self._shared("source-train", {
-            "data": self.inputs.data_key(), "train": self._model_settings(recipe=False), "seed": self.config.seed,
-            "source": self.inputs.group_hash("source")})
+        stage = self._source_model_stage()
         if self._done(stage, "unet.pt"):
             return self._reuse(stage)
         with self._exclusive(stage):
@@ -323,6 +326,11 @@ class Pipeline:
             model, history = train_unet(images, masks, cfg, seed=self.config.seed, device=self.device,
                                         progress=_progress(self.progress, "train source U-Net", cfg.epochs))
             return self._save_model(stage, started, model, history, n_train=len(images), extra={"from": "source masks"})
+
+    def _source_model_stage(self) -> Stage:
+        return self._shared("source-train", {
+            "data": self.inputs.data_key(), "train": self._model_settings(recipe=False), "seed": self.config.seed,
+            "source": self.inputs.group_hash("source")})
 
     def _save_model(self, stage: Stage, started: float, model, history, *, n_train: int,
                     extra: dict[str, Any] | None = None) -> StageResult:
@@ -469,6 +477,8 @@ class Pipeline:
 
     # ---- whole commands, forward
     def embeddings(self) -> StageResult:
+        if uses_source_model(self.embedder):
+            return self.embed(self.source_model())
         return self.embed(self.pretrain() if self.embedder.learns else None)
 
     def selections(self) -> dict[str, StageResult]:
