@@ -206,3 +206,30 @@ def test_source_unet_embedder_asks_for_source_masks_or_weights(data, tmp_path):
     result = CliRunner().invoke(main, ["select", *embed_args, "--source-weights", str(tmp_path / "wrong.pt"),
                                        "--out", str(tmp_path / "c")])
     assert result.exit_code == 2 and "does not fit the configured U-Net" in result.output
+
+
+def test_uncertainty_selection_reads_the_source_unets_uncertainty(data, tmp_path):
+    from xssr.train import load_unet, predict_probabilities
+
+    _, args = data
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["select", *args, *TINY, "--methods", "uncertainty", "--set",
+                                       "embed.model=source-unet", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("source-train: running") == 1  # one source U-Net for embedding and scores
+    scores = np.load(out / "uncertainty" / "uncertainty.npy")
+    # the same numbers by hand: mean binary entropy of the flip-averaged prediction
+    config = apply_overrides(RunConfig(), {"data.pool": args[3], "data.image_size": 32, "train.channels": "4,8",
+                                           "train.num_res_units": 0, "train.precision": "fp32"})
+    inputs = Inputs(config)
+    inputs.check(["pool"])
+    images, _ = inputs.arrays("pool", with_masks=False)
+    model = load_unet(torch.load(out / "source-train" / "unet.pt", weights_only=True), 1, config.train)
+    p = np.clip(predict_probabilities(model, images, device=torch.device("cpu"), precision="fp32", tta=True),
+                1e-6, 1 - 1e-6)
+    expected = (-(p * np.log2(p) + (1 - p) * np.log2(1 - p))).reshape(len(p), -1).mean(axis=1)
+    np.testing.assert_allclose(scores, expected, rtol=1e-4)
+    from xssr.report.io import read_csv
+
+    rows = read_csv(out / "select" / "uncertainty" / "selection.csv")
+    assert int(rows[0]["index"]) == int(np.argmax(scores))  # the most uncertain image first

@@ -20,7 +20,7 @@ from xssr.data import InputSummary, make_synthetic_dataset
 from xssr.exchange.selection_csv import write_selection
 from xssr.pipeline import Inputs, Pipeline, needs_embeddings, plan
 from xssr.embedding import get_embedder, uses_source_model
-from xssr.pipeline.plan import needs_source_weights
+from xssr.pipeline.plan import needs_scores, needs_source_weights
 from xssr.report.io import check_writable_folder, remove_interrupted_writes, write_json
 from xssr.report.provenance import environment
 from xssr.report.run_text import metrics_table
@@ -57,7 +57,8 @@ def _checked_inputs(config: RunConfig, command: str, progress: bool = False) -> 
         inputs.check_budget()
     if command == "embed" or needs_embeddings(config):
         get_embedder(config).check(inputs.records)
-    reads_source_model = uses_source_model(get_embedder(config)) and (command == "embed" or needs_embeddings(config))
+    reads_source_model = (uses_source_model(get_embedder(config)) and (command == "embed" or needs_embeddings(config))
+                          or command in _SELECTING_COMMANDS and needs_scores(config))
     if config.train.source_weights and (reads_source_model or (command in ("train", "run")
                                                                and needs_source_weights(config))):
         from xssr.train import read_source_weights

@@ -269,7 +269,8 @@ def test_an_export_without_labelmap_is_refused(tmp_path):
     ("background:0,0,0::\nlung:250,50::\n", r"line 2: colour '250,50' of label 'lung' is not r,g,b"),
     ("background:0,0,0::\nlung:250,50,300::\n", r"line 2: colour .* is not r,g,b with three integers 0-255"),
     ("background:0,0,0::\n\nlung:1,2,3::\nlung:4,5,6::\n", r"line 4: label 'lung' is already defined on line 3"),
-    ("background:0,0,0::\nlung:1,2,3::\nheart:1,2,3::\n", r"line 3: label 'heart' has colour \(1, 2, 3\), as label 'lung'"),
+    ("background:0,0,0::\nlung:1,2,3::\nheart:1,2,3::\n",
+     r"line 3: label 'heart' has colour \(1, 2, 3\), as label 'lung'"),
     (":1,2,3::\n", r"line 1: the label name is empty"),
     ("# only a comment\n", r"lists no labels"),
 ])
@@ -310,10 +311,12 @@ def test_a_mask_that_is_not_rgb_is_refused(tmp_path, array, mode, message):
 
 def test_an_index_mask_with_an_unknown_index_and_a_damaged_png_are_refused(tmp_path):
     grey = np.array([[0, 255]], dtype=np.uint8)  # a 0/255 greyscale mask is not label indices
-    path = write_zip(tmp_path / "export.zip", {"labelmap.txt": TWO_LABELS, "SegmentationClass/grey.png": png_bytes(grey)})
-    with pytest.raises(ValueError, match=r"export\.zip: SegmentationClass/grey\.png: value 255 is not the index of a label"):
+    path = write_zip(tmp_path / "export.zip", {"labelmap.txt": TWO_LABELS,
+                                               "SegmentationClass/grey.png": png_bytes(grey)})
+    with pytest.raises(ValueError, match=r"export\.zip: SegmentationClass/grey\.png: value 255 is not the index"):
         read_cvat_masks(path, label="lung")
-    path = write_zip(tmp_path / "broken.zip", {"labelmap.txt": TWO_LABELS, "SegmentationClass/cut.png": b"\x89PNG\r\n"})
+    path = write_zip(tmp_path / "broken.zip", {"labelmap.txt": TWO_LABELS,
+                                               "SegmentationClass/cut.png": b"\x89PNG\r\n"})
     with pytest.raises(ValueError, match=r"broken\.zip: SegmentationClass/cut\.png: not a readable image"):
         read_cvat_masks(path, label="lung")
 

@@ -11,7 +11,7 @@ Annotation Tool) without any CVAT or Datumaro package installed (only numpy and 
   ``background``). CVAT writes every label of the task, background first;
 * ``ImageSets/Segmentation/<subset>.txt``: one item id per line, where an item id is the image's
   path in the task without its extension (``default.txt`` for a task without subsets). CVAT lists
-  every image of the task, annotated or not;
+  the task's images there, those without annotations too;
 * ``SegmentationClass/<item id>.png``: an RGB PNG in which each pixel has its label's colour,
   written only for images with at least one mask;
 * ``SegmentationObject/<item id>.png``: the same pixels coloured by instance, instance ``k`` in
@@ -151,7 +151,8 @@ def cvat_task_manifest(image_paths: Sequence[str | os.PathLike], out_txt: str | 
 
     CVAT orders a task's frames by its "sorting method" (lexicographical by default); this order
     never affects which mask goes with which image. To annotate in rank order choose "Predefined"
-    (which CVAT honours with its own manifest.jsonl) or rank-prefixed file names.
+    (for uploaded files CVAT then wants its own manifest.jsonl among them) or rank-prefixed file
+    names.
     """
     where = str(out_txt)
     if isinstance(image_paths, (str, bytes)) or not isinstance(image_paths, Sequence):

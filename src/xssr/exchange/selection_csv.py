@@ -12,6 +12,7 @@ from xssr.selection import SelectionResult
 SELECTION_COLUMNS = (
     "rank", "index", "case_id", "site", "image", "slice_index", "key", "method", "alpha", "beta",
     "density", "novelty", "diversity", "z_density", "z_novelty", "z_diversity", "score",
+    "uncertainty", "weighted_distance",
 )
 
 

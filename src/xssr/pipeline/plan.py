@@ -34,6 +34,9 @@ def plan(config: RunConfig, command: str) -> tuple[list[str], list[str]]:
         return ["source"] + (["pool"] if config.pretrain.train_on == "source+pool" else []), []
     # An embedder that reads the source U-Net needs the source masks to train it (unless given).
     embed_masks = ["source"] if uses_source_model(embedder) and not config.train.source_weights else []
+    # So does a method that reads its uncertainty.
+    if needs_scores(config) and not config.train.source_weights and command != "embed":
+        embed_masks, embedding_groups = ["source"], ["source"] + [g for g in embedding_groups if g != "source"]
     if command == "embed":
         return embedding_groups, embed_masks
     if command == "select":
@@ -50,6 +53,11 @@ def plan(config: RunConfig, command: str) -> tuple[list[str], list[str]]:
     if command == "train":
         return groups, pool_masks + source_masks
     return groups + ["test"], pool_masks + source_masks + ["test"]
+
+
+def needs_scores(config: RunConfig) -> bool:
+    """Whether a configured method reads the source U-Net's per-image uncertainty."""
+    return any(get_method(m).uses_scores for m in config.select.methods)
 
 
 def needs_source_masks(config: RunConfig) -> bool:

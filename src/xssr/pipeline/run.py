@@ -260,8 +260,11 @@ class Pipeline:
         upstream = (embeddings.fingerprint if embeddings is not None and spec.algorithm is not None
                     else self.inputs.group_hash("pool", masks=False))
         settings = {} if spec.algorithm is None else spec.select_kwargs(s)
-        stage = Stage(self.out / "select" / method, name=f"select/{method}",
-                      inputs={"method": method, "upstream": upstream, "settings": settings, "seed": self.config.seed})
+        inputs = {"method": method, "upstream": upstream, "settings": settings, "seed": self.config.seed}
+        scores = self.uncertainty() if spec.uses_scores else None
+        if scores is not None:
+            inputs["scores"] = scores.fingerprint
+        stage = Stage(self.out / "select" / method, name=f"select/{method}", inputs=inputs)
         if self._done(stage, "selection.csv"):
             return self._reuse(stage)
         started = stage.start()
@@ -277,7 +280,8 @@ class Pipeline:
             source = embeddings.outputs["files"].get("source")
             result = select_core(np.load(embeddings.folder / "pool.npy"),
                                  np.load(embeddings.folder / source) if source else None,
-                                 random_state=self.config.seed, sites=[r.site for r in pool], **settings)
+                                 random_state=self.config.seed, sites=[r.site for r in pool],
+                                 scores=np.load(scores.path("scores")) if scores is not None else None, **settings)
         from xssr.exchange.selection_csv import write_selection
 
         write_selection(stage.folder, result, pool)
@@ -287,6 +291,37 @@ class Pipeline:
             "alpha_curve": [list(pair) for pair in result.alpha_curve], "delta": result.delta,
         })
         return self._result(stage)
+
+    def uncertainty(self) -> StageResult:
+        """How unsure the source U-Net is about each pool image: the mean binary entropy (bits)
+        of its flip-TTA-averaged foreground probability, over all pixels. An image the model
+        segments confidently scores near 0, one it hesitates on everywhere near 1."""
+        source = self.source_model()
+        stage = self._shared("uncertainty", {"source_model": source.fingerprint, "data": self.inputs.data_key(),
+                                             "pool": self.inputs.group_hash("pool", masks=False),
+                                             "measure": "flip-tta mean binary entropy"})
+        if self._done(stage, "uncertainty.npy"):
+            return self._reuse(stage)
+        with self._exclusive(stage):
+            if self._done(stage, "uncertainty.npy"):
+                return self._reuse(stage)
+            import torch
+
+            from xssr.train import load_unet, predict_probabilities
+
+            started = stage.start()
+            model = load_unet(torch.load(source.path("checkpoint"), map_location="cpu", weights_only=True),
+                              self.inputs.channels, self.config.train)
+            d, values = self.config.data, []
+            for batch in iter_arrays(self.inputs.records["pool"], d.image_size, self.inputs.channels, d.normalize,
+                                     batch_size=64):
+                p = np.clip(predict_probabilities(model, batch, device=self.device,
+                                                  precision=self.config.train.precision, tta=True), 1e-6, 1 - 1e-6)
+                entropy = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+                values.append(entropy.reshape(len(p), -1).mean(axis=1))
+            save_array(stage.folder / "uncertainty.npy", np.concatenate(values).astype(np.float32))
+            stage.finish(started, {"scores": "uncertainty.npy", "n_pool": len(self.inputs.records["pool"])})
+            return self._result(stage)
 
     def selected(self, selection: StageResult) -> list[ImageRecord]:
         """The pool records a selection chose, in pick order."""

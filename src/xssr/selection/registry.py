@@ -40,6 +40,9 @@ class Method:
         Settings the method fixes whatever the configuration says (ablations).
     summary : str
         One line for help texts.
+    uses_scores : bool
+        Whether it reads a per-image uncertainty of the source-trained U-Net (so the source
+        masks, or the user's source weights, are needed).
     """
 
     name: str
@@ -49,6 +52,7 @@ class Method:
     settings: tuple[str, ...] = BASELINE_SETTINGS
     pinned: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
+    uses_scores: bool = False
 
     def select_kwargs(self, select_config) -> dict[str, Any]:
         """Keyword arguments of :func:`~xssr.selection.select` for this method under ``select_config``."""
@@ -90,6 +94,8 @@ def method_names() -> tuple[str, ...]:
 register(Method("xssr", "xssr", True, True, XSSR_SETTINGS,
                 summary="XSSR: density, novelty and diversity, alpha calibrated on coverage"))
 register(Method("coreset", "coreset", True, summary="k-center greedy (Sener & Savarese, 2018)"))
+register(Method("uncertainty", "uncertainty", True, uses_scores=True,
+                summary="uncertainty-weighted k-center on the source U-Net's uncertainty"))
 register(Method("random", "random", False, summary="uniform without replacement"))
 register(Method("full", None, False, summary="the whole pool: the upper bound"))
 register(Method("typiclust", "typiclust", True, summary="TypiClust (Hacohen et al., 2022)"))

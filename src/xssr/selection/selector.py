@@ -157,7 +157,7 @@ def resolve_budget(budget, n_pool: int) -> int:
 
 def _validate(
     pool, source, method, budget, alpha, beta, k, alpha_grid, metric, random_state, backend,
-    sites=None,
+    sites=None, scores=None,
 ):
     """Check every argument of :func:`select`; return them normalised, as a dict."""
     check_choice(method, "method", tuple(ALGORITHMS))
@@ -188,7 +188,11 @@ def _validate(
         rng=check_random_state(random_state),
         backend=backend,
         sites=None if sites is None else check_sites(sites, pool.shape[0]),
+        scores=None if scores is None else _check_scores(scores, pool.shape[0]),
     )
+    if method == "uncertainty" and scores is None:
+        raise ValueError("The 'scores' parameter is required for method='uncertainty': pass one uncertainty per "
+                         f"pool image ({pool.shape[0]}). Got None instead.")
     if method == "stratified-random" and sites is None:
         raise ValueError(
             "The 'sites' parameter is required for method='stratified-random': pass one "
@@ -209,6 +213,17 @@ def _validate(
     return params
 
 
+def _check_scores(scores, n_pool: int) -> np.ndarray:
+    values = np.asarray(scores, dtype=np.float64)
+    if values.shape != (n_pool,):
+        raise ValueError(f"The 'scores' parameter must have one value per pool image, shape ({n_pool},). "
+                         f"Got shape {values.shape} instead.")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"The 'scores' parameter must be finite. Got {int((~np.isfinite(values)).sum())} "
+                         "non-finite value(s) instead.")
+    return values
+
+
 # --------------------------------------------------------------------------- entry points
 def select(
     pool_embeddings,
@@ -224,6 +239,7 @@ def select(
     random_state=0,
     backend: str = "auto",
     sites=None,
+    scores=None,
 ) -> SelectionResult:
     """Select pool samples to annotate.
 
@@ -256,6 +272,9 @@ def select(
     sites : sequence of str of length n_pool, or None
         Site of every pool image; required by "stratified-random", ignored by the
         other methods (but checked if given).
+    scores : array-like of shape (n_pool,) or None
+        A per-image uncertainty (higher = less sure); required by "uncertainty",
+        ignored by the other methods (but checked if given).
 
     Returns
     -------
@@ -263,7 +282,7 @@ def select(
     """
     p = _validate(
         pool_embeddings, source_embeddings, method, budget, alpha, beta, k,
-        alpha_grid, metric, random_state, backend, sites,
+        alpha_grid, metric, random_state, backend, sites, scores,
     )
     logger.debug("select: method=%s budget=%d pool=%s", method, p["budget"], p["pool"].shape)
     return ALGORITHMS[method](p)
@@ -278,6 +297,17 @@ def _xssr(p: dict) -> SelectionResult:
     return SelectionResult(
         method="xssr", indices=run.indices, coverage=run.coverage, alpha=run.alpha,
         beta=p["beta"], alpha_curve=run.alpha_curve, components=run.components,
+    )
+
+
+@register_algorithm("uncertainty")
+def _uncertainty(p: dict) -> SelectionResult:
+    from xssr.selection.uncertainty import uncertainty_kcenter
+
+    picks = uncertainty_kcenter(p["pool"], p["scores"], p["budget"], p["metric"])
+    return SelectionResult(
+        method="uncertainty", indices=picks.indices, coverage=picks.coverage,
+        components={"uncertainty": p["scores"][picks.indices], "weighted_distance": picks.weighted_distance},
     )
 
 

@@ -1,0 +1,54 @@
+"""Uncertainty-weighted k-center: the images a source model is least sure about, spread out.
+
+Active domain adaptation picks where the source model is uncertain, but uncertainty alone
+piles the budget onto one kind of hard image; k-center alone ignores the model. Here each step
+takes the pool image that maximises ``u_i * d_i``: its uncertainty (min-max scaled to [0, 1])
+times its distance to the nearest image already picked (the first pick: the most uncertain).
+An image twice as far from the picks needs only half the uncertainty to be chosen. The
+uncertainty comes from outside (xssr's source model, per image; docs/recipes.md), so this
+stays pure numpy like every selection algorithm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from xssr.selection.checks import check_count
+from xssr.selection.neighbors import distances_from_rows, prepare_embeddings, squared_norms
+
+
+@dataclass(frozen=True)
+class UncertaintyPicks:
+    indices: np.ndarray  # (budget,) pool indices in pick order
+    coverage: float  # mean distance from a pool image to its nearest pick
+    weighted_distance: np.ndarray  # (budget,) u * d at each pick (u alone for the first)
+
+
+def scale_scores(scores: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1]; all equal -> all ones (then this is k-center from the first image)."""
+    low, high = float(scores.min()), float(scores.max())
+    if high - low <= 0:
+        return np.ones_like(scores, dtype=np.float64)
+    return (scores - low) / (high - low)
+
+
+def uncertainty_kcenter(X, scores: np.ndarray, budget: int, metric: str = "euclidean") -> UncertaintyPicks:
+    points = prepare_embeddings(X, metric, name="X")
+    n_pool = points.shape[0]
+    budget = check_count(budget, n_pool)
+    u = scale_scores(np.asarray(scores, dtype=np.float64))
+    centred = points - points.mean(axis=0)
+    sq_norms = squared_norms(centred)
+    nearest = np.full(n_pool, np.inf)
+    chosen = np.zeros(n_pool, dtype=bool)
+    picks = np.empty(budget, dtype=np.int64)
+    weighted = np.empty(budget)
+    for step in range(budget):
+        value = u if step == 0 else u * nearest
+        pick = int(np.argmax(np.where(chosen, -1.0, value)))  # ties: the lowest index
+        picks[step], weighted[step] = pick, value[pick]
+        chosen[pick] = True
+        np.minimum(nearest, distances_from_rows(centred, sq_norms, [pick])[0], out=nearest)
+    return UncertaintyPicks(indices=picks, coverage=float(nearest.mean()), weighted_distance=weighted)
