@@ -186,22 +186,26 @@ def export_selection(run: str | Path, method: str, to: str, out: str | Path, **o
 
     ``to="label-studio"``: a task JSON (``out``) plus its labelling config beside it; options
     ``image_url_prefix`` and ``model`` (an xssr U-Net checkpoint whose predictions become
-    pre-annotations). ``to="nnunet"``: an nnU-Net v2 raw dataset under ``out``, from the masks of
+    pre-annotations). ``to="cvat"``: the list of image paths for the task (``out``) and, with
+    ``model``, ``<out>.masks.zip`` of predicted masks to upload as annotations. ``to="nnunet"``: an nnU-Net v2 raw dataset under ``out``, from the masks of
     the round folder ``round`` (or the pool's own); options ``dataset_id``, ``name``, ``label``.
     """
-    from xssr.exchange.rounds import export_label_studio, export_nnunet_round
+    from xssr.exchange.rounds import export_cvat, export_label_studio, export_nnunet_round
 
     if to == "label-studio":
         return export_label_studio(run, method, out, **options)
+    if to == "cvat":
+        return export_cvat(run, method, out, **options)
     if to == "nnunet":
         return export_nnunet_round(run, method, out, **options)
-    raise ValueError(f"Unknown export format {to!r}; valid: label-studio, nnunet.")
+    raise ValueError(f"Unknown export format {to!r}; valid: label-studio, cvat, nnunet.")
 
 
 def import_masks(run: str | Path, method: str, source: str, path: str | Path, out: str | Path, *,
                  allow_empty: bool = False, label: str | None = None) -> Path:
-    """Check finished masks of ``method``'s selection (``source``: "label-studio" JSON export or
-    "folder" of mask files) and write the round folder ``out``; returns its manifest."""
+    """Check finished masks of ``method``'s selection (``source``: "label-studio" JSON export, "cvat"
+    Segmentation mask 1.1 export, or "folder" of mask files) and write the round folder ``out``;
+    returns its manifest."""
     from xssr.exchange.rounds import import_round
 
     return import_round(run, method, source, path, out, allow_empty=allow_empty, label=label)

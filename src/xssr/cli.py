@@ -241,11 +241,13 @@ def run(out, no_progress, **options) -> None:
 @main.command("export")
 @click.argument("run", type=click.Path(file_okay=False))
 @click.option("--method", default="xssr", show_default=True, help="Whose selection in RUN.")
-@click.option("--to", "to", type=click.Choice(["label-studio", "nnunet"]), required=True)
+@click.option("--to", "to", type=click.Choice(["label-studio", "cvat", "nnunet"]), required=True)
 @click.option("--out", required=True, type=click.Path(),
-              help="label-studio: the task JSON to write; nnunet: the nnUNet_raw folder to write the dataset into.")
+              help="label-studio: the task JSON to write; cvat: the list of images for the task; nnunet: the "
+                   "nnUNet_raw folder to write the dataset into.")
 @click.option("--image-url-prefix", default="", help="label-studio: put before each image path, e.g. /data/local-files/?d=")
-@click.option("--model", type=click.Path(dir_okay=False), help="label-studio: an xssr unet.pt whose predictions become pre-annotations.")
+@click.option("--model", type=click.Path(dir_okay=False),
+              help="label-studio, cvat: an xssr unet.pt whose predictions become pre-annotations.")
 @click.option("--round", "round_", type=click.Path(file_okay=False), help="nnunet: the round folder whose masks to export.")
 @click.option("--dataset-id", type=int, default=501, show_default=True, help="nnunet: DatasetXXX number.")
 @click.option("--name", default="xssr", show_default=True, help="nnunet: the dataset's name.")
@@ -256,6 +258,10 @@ def export(run, method, to, out, image_url_prefix, model, round_, dataset_id, na
     if to == "label-studio":
         path = api.export_selection(run, method, to, out, image_url_prefix=image_url_prefix, model=model, label=label)
         click.echo(f"tasks: {path}\nlabelling config: {path.with_suffix('.labeling.xml')}")
+    elif to == "cvat":
+        path = api.export_selection(run, method, to, out, model=model, label=label)
+        click.echo(f"images for the CVAT task: {path}" + (f"\npre-annotations to upload (Segmentation mask 1.1): "
+                                                         f"{path.with_suffix('.masks.zip')}" if model else ""))
     else:
         path = api.export_selection(run, method, to, out, round=round_, dataset_id=dataset_id, name=name, label=label)
         click.echo(f"nnU-Net dataset: {path}")
@@ -264,7 +270,7 @@ def export(run, method, to, out, image_url_prefix, model, round_, dataset_id, na
 @main.command("import")
 @click.argument("run", type=click.Path(file_okay=False))
 @click.option("--method", default="xssr", show_default=True, help="Whose selection in RUN the masks belong to.")
-@click.option("--from", "source", type=click.Choice(["label-studio", "folder"]), required=True)
+@click.option("--from", "source", type=click.Choice(["label-studio", "cvat", "folder"]), required=True)
 @click.argument("path", type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="The round folder to write.")
 @click.option("--allow-empty", is_flag=True, help="Accept empty masks (images without the structure).")

@@ -110,3 +110,26 @@ def test_import_errors_name_the_problem_and_write_nothing(study, tmp_path):
     assert result.exit_code == 2 and "not an xssr run folder" in result.output
     result = _invoke("import", run, "--method", "xssr", "--from", "folder", done, "--out", tmp_path / "r1")
     assert result.exit_code == 2 and "no selection by 'xssr'" in result.output and "random" in result.output
+
+
+def test_cvat_round_trip(study, tmp_path):
+    from xssr.exchange.cvat import export_cvat_masks
+
+    run = tmp_path / "run"
+    assert _invoke("select", "--pool", study["pool"], *TINY, "--out", run).exit_code == 0
+    result = _invoke("export", run, "--method", "random", "--to", "cvat", "--out", tmp_path / "task.txt")
+    assert result.exit_code == 0, result.output
+    images = (tmp_path / "task.txt").read_text().split()
+    assert len(images) == 3
+    # what CVAT exports once the true masks are drawn: a Segmentation mask 1.1 archive
+    items = [(image.split("/")[-1], np.asarray(Image.open(study["masks"][f"images/{image.split('/')[-1]}"])) > 0)
+             for image in images]
+    export_cvat_masks(items, tmp_path / "cvat_export.zip", label="foreground")
+    result = _invoke("import", run, "--method", "random", "--from", "cvat", tmp_path / "cvat_export.zip",
+                     "--out", tmp_path / "r1")
+    assert result.exit_code == 0, result.output
+    rows = [r for r in read_csv(tmp_path / "r1" / "manifest.csv") if r["mask"]]
+    assert len(rows) == 3
+    for row in rows:
+        truth = np.asarray(Image.open(study["masks"][f"images/{row['image'].split('/')[-1]}"])) > 0
+        np.testing.assert_array_equal(np.asarray(Image.open(row["mask"])) > 0, truth)

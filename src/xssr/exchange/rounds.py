@@ -107,6 +107,23 @@ def export_label_studio(run: str | Path, method: str, out: str | Path, *, image_
     return out
 
 
+def export_cvat(run: str | Path, method: str, out: str | Path, *, model: str | Path | None = None,
+                label: str = "foreground") -> Path:
+    """For a CVAT task of the selected images: ``out`` lists their paths (make the task from these
+    files, in this order), and with ``model`` ``<out>.masks.zip`` holds its predicted masks as a
+    "Segmentation mask 1.1" archive to upload as the task's annotations (pre-annotations)."""
+    from xssr.exchange.cvat import cvat_task_manifest, export_cvat_masks
+
+    out = Path(out)
+    config, _, selected = run_selection(run, method)
+    path = cvat_task_manifest([r.image for r in selected], out)
+    if model:
+        predictions = predicted_masks(selected, model, config)
+        export_cvat_masks([(r.image.name, predictions[r.key]) for r in selected], out.with_suffix(".masks.zip"),
+                          label=label)
+    return path
+
+
 def export_nnunet_round(run: str | Path, method: str, out: str | Path, *, round: str | Path | None = None,
                         dataset_id: int = 501, name: str = "xssr", label: str = "foreground") -> Path:
     """The selected images with their masks (from the round folder, else the pool's) for nnU-Net."""
@@ -129,10 +146,18 @@ def import_round(run: str | Path, method: str, source: str, path: str | Path, ou
     _, pool, selected = run_selection(run, method)
     if source == "folder":
         found = masks_from_folder(path, selected)
+    elif source == "cvat":
+        from xssr.exchange.cvat import read_cvat_masks
+
+        by_stem = {r.image.stem: r for r in selected}
+        found = {}
+        for item, mask in read_cvat_masks(path, label=label).items():
+            record = by_stem.get(Path(item).name)
+            found[record.key if record else f"{path}: {item}"] = (mask, f"{path} ({item})")
     elif source == "label-studio":
         from xssr.exchange.label_studio import read_label_studio_export
 
         found = {key: (mask, f"{path} ({key})") for key, mask in read_label_studio_export(path, label=label).items()}
     else:
-        raise ValueError(f"Unknown mask source {source!r}; valid: label-studio, folder.")
+        raise ValueError(f"Unknown mask source {source!r}; valid: label-studio, cvat, folder.")
     return write_round(out, pool, selected, check_masks(selected, found, allow_empty=allow_empty))
