@@ -204,6 +204,10 @@ def cases(draw, method):
     if method == "stratified-random" or draw(st.booleans()):
         names = st.sampled_from(SITE_NAMES[: draw(st.integers(1, len(SITE_NAMES)))])
         kwargs["sites"] = draw(st.lists(names, min_size=n_pool, max_size=n_pool))
+    if method == "uncertainty" or draw(st.booleans()):
+        # repeated values too: ties must still give distinct, reproducible picks
+        values = st.one_of(st.sampled_from([0.0, 0.5, 1.0]), st.floats(0, 1e6, allow_nan=False))
+        kwargs["scores"] = np.asarray(draw(st.lists(values, min_size=n_pool, max_size=n_pool)))
     kwargs["random_state"] = draw(st.integers(0, 2**32 - 1))
     kwargs["backend"] = draw(st.sampled_from(BACKENDS))
     return Case(pool, source, kwargs, expected_count(budget, n_pool))
@@ -282,6 +286,13 @@ def check_valid(case, result):
         # duplicates (mean distance 0); otherwise a positive number.
         assert np.all(np.isnan(typicality) | (typicality > 0))
         assert np.all(np.isnan(typicality[sizes == 1]))
+    elif kwargs["method"] == "uncertainty":
+        assert set(components) == {"uncertainty", "weighted_distance"}
+        np.testing.assert_array_equal(components["uncertainty"], kwargs["scores"][indices])
+        # the first pick is a most uncertain image; every later value is a scaled uncertainty
+        # times a distance, so never negative
+        assert kwargs["scores"][indices[0]] == kwargs["scores"].max()
+        assert np.all(components["weighted_distance"] >= 0)
     elif kwargs["method"] == "probcover":
         assert set(components) == {"newly_covered"}
         newly = components["newly_covered"]
@@ -351,7 +362,7 @@ def check_picks(case):
     check_valid(case, result)
     if case.kwargs["method"] == "xssr":
         # The estimator must be the same computation, so it doubles as the second run.
-        params = {k: v for k, v in case.kwargs.items() if k not in ("method", "sites")}
+        params = {k: v for k, v in case.kwargs.items() if k not in ("method", "sites", "scores")}
         again = XSSRSelector(**params).fit(case.pool, case.source).result_
     else:
         again = select(case.pool, case.source, **case.kwargs)
@@ -430,7 +441,7 @@ def broken_calls(draw, method):
     case = draw(cases(method))
     call = dict(case.kwargs, pool_embeddings=case.pool, source_embeddings=case.source)
     n_pool = case.pool.shape[0]
-    options = list(BAD_ARGUMENTS) + ["budget", "pool_embeddings", "source_embeddings", "sites"]
+    options = list(BAD_ARGUMENTS) + ["budget", "pool_embeddings", "source_embeddings", "sites", "scores"]
     if method == "xssr":
         options.append("missing source")
     options.append("zero row")
@@ -453,6 +464,10 @@ def broken_calls(draw, method):
             call[name] = draw(st.one_of(st.none(), bad_sites(n_pool)))
         else:
             call[name] = draw(bad_sites(n_pool))
+    elif name == "scores":
+        bad = st.one_of(st.just(np.ones(n_pool + 1)), st.just(np.full(n_pool, np.nan)),
+                        st.just(np.full(n_pool, np.inf)), st.just(np.ones((n_pool, 1))))
+        call[name] = draw(st.one_of(st.none(), bad) if method == "uncertainty" else bad)
     elif name == "missing source":
         name = "source_embeddings"
         call.update(source_embeddings=None, alpha=draw(st.sampled_from(["auto", 0.5, 1.0])),
