@@ -233,3 +233,51 @@ def test_uncertainty_selection_reads_the_source_unets_uncertainty(data, tmp_path
 
     rows = read_csv(out / "select" / "uncertainty" / "selection.csv")
     assert int(rows[0]["index"]) == int(np.argmax(scores))  # the most uncertain image first
+
+
+# ---------------------------------------------------------------- MedSASS
+def test_pseudo_masks_and_losses():
+    from xssr.train.pseudo_labels import otsu_threshold, pseudo_mask
+    from xssr.train.segment import segmentation_loss
+
+    image = np.zeros((1, 16, 16), np.float32)
+    image[0, 4:12, 4:12] = 1.0
+    image += np.random.default_rng(0).normal(0, 0.05, image.shape).astype(np.float32)
+    assert 0.2 < otsu_threshold(image) < 0.8
+    assert pseudo_mask(image, "otsu")[4:12, 4:12].all() and pseudo_mask(image, "otsu").sum() == 64
+    for method in ("adaptive-mean", "adaptive-gaussian"):
+        # a pixel above the mean of its neighbourhood: the object's rim is, the background just
+        # outside it is not (flat areas follow the noise, which is why the paper found it weaker)
+        mask = pseudo_mask(image, method)
+        assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+        assert mask[4, 4:12].all() and not mask[3, 4:12].any(), method
+    logits = torch.full((1, 1, 16, 16), -8.0)
+    logits[..., 4:12, 4:12] = 8.0
+    target = torch.from_numpy(pseudo_mask(image, "otsu")[None, None].astype(np.float32))
+    for name in ("focal-tversky", "tversky", "focal"):
+        loss = segmentation_loss(name)
+        assert float(loss(logits, target)) < 0.01 < float(loss(-logits, target)), name
+
+
+def test_medsass_embeds_and_initialises_the_unet(data, tmp_path):
+    from xssr.models.unet import encoder_prefixes
+
+    _, args = data
+    out = tmp_path / "out"
+    base = [*args, *TINY, "--set", "pretrain.epochs=2", "--set", "embed.model=medsass", "--methods", "xssr,random"]
+    result = CliRunner().invoke(main, ["select", *base, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert np.load(out / "embed" / "pool.npy").shape == (12, 8)
+    ssl = torch.load(out / "pretrain" / "medsass.pt", weights_only=True)
+    # E+D: with a frozen learning rate the trained U-Net is the pretrained one, whole
+    frozen = ["--set", "train.lr=0", "--set", "train.weight_decay=0"]
+    for recipe in ("medsass", "medsass-encoder"):
+        result = CliRunner().invoke(main, ["train", *base, *frozen, "--recipe", recipe, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        trained = torch.load(out / "train" / "random" / "unet.pt", weights_only=True)
+        encoder = encoder_prefixes(build_unet(1, (4, 8), 0))
+        for name, value in trained.items():
+            same = torch.equal(value, ssl[name])
+            assert same if (recipe == "medsass" or name.startswith(encoder)) else not same, (recipe, name)
+    # the recipe found the embedder's pretraining: one MedSASS U-Net, trained once
+    assert "pretrain: running" not in result.output

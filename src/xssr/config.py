@@ -39,6 +39,10 @@ class PretrainConfig:
     widths: tuple[int, ...] = (32, 64, 128, 256)  # four stride-2 blocks; the last is the embedding size
     loss_on: str = "all"  # Eq. 2 scores every pixel; "masked" scores hidden pixels only
     train_on: str = "source"  # "source" (paper) or "source+pool"
+    # MedSASS (embed.model = "medsass"; seed paper 004): how each unlabeled image is pseudo-labelled,
+    # and the loss its U-Net is pretrained with (the paper's choices are the defaults)
+    pseudo_labels: str = "otsu"  # or "adaptive-mean", "adaptive-gaussian"
+    ssl_loss: str = "focal-tversky"  # or "tversky", "focal"
     precision: str = "auto"  # auto = bf16 where the hardware computes it natively, else fp32 (see train.loop)
 
 
@@ -129,6 +133,7 @@ KEY_V1_SETTINGS = frozenset({
 #: dataclass, keep the old value here: runs at the new default then get new keys, as they must.
 #: A new setting must be listed (tests/bench/test_run_keys.py checks).
 KEY_ADDED_DEFAULTS: dict[str, Any] = {
+    "pretrain.pseudo_labels": "otsu", "pretrain.ssl_loss": "focal-tversky",
     "embed.model": "mae", "embed.pool_file": None, "embed.source_file": None, "embed.pool_index": None,
     "embed.source_index": None,
     "train.recipe": "supervised", "train.augment": "none", "train.loss": "bce", "train.lr_schedule": "constant",
@@ -335,7 +340,9 @@ def check_config(config: RunConfig) -> None:
         problems.append(f"embed.model must be one of {', '.join(embedder_names())}, got {config.embed.model!r}")
     if t.recipe not in recipe_names():
         problems.append(f"train.recipe must be one of {', '.join(recipe_names())}, got {t.recipe!r}")
-    for name, value, valid in (("train.augment", t.augment, ("none", "flip", "standard")),
+    for name, value, valid in (("pretrain.pseudo_labels", p.pseudo_labels, ("otsu", "adaptive-mean", "adaptive-gaussian")),
+                               ("pretrain.ssl_loss", p.ssl_loss, ("focal-tversky", "tversky", "focal")),
+                               ("train.augment", t.augment, ("none", "flip", "standard")),
                                ("train.loss", t.loss, ("bce", "dice-bce")),
                                ("train.lr_schedule", t.lr_schedule, ("constant", "cosine"))):
         if value not in valid:

@@ -15,6 +15,7 @@ EMBEDDERS: dict[str, Callable] = {
     "mae": lambda config: _mae()(config.pretrain),
     "precomputed": lambda config: _precomputed()(config.embed),
     "source-unet": lambda config: _source_unet()(config.train),
+    "medsass": lambda config: _medsass()(config.pretrain, config.train),
 }
 
 
@@ -28,6 +29,12 @@ def _precomputed():
     from xssr.embedding.precomputed import PrecomputedEmbedder
 
     return PrecomputedEmbedder
+
+
+def _medsass():
+    from xssr.embedding.medsass import MedSASSEmbedder
+
+    return MedSASSEmbedder
 
 
 def _source_unet():

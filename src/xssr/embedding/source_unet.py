@@ -47,22 +47,26 @@ class SourceUNetEmbedder:
 
     def embed(self, group: str, records: Sequence[ImageRecord], batches: Batches, *, checkpoint: Path | None,
               channels: int, device) -> np.ndarray:
-        import torch
+        return pooled_bottleneck(checkpoint, batches, channels=channels, config=self.config, device=device)
 
-        from xssr.train import load_unet
-        from xssr.train.loop import autocast_context
 
-        model = load_unet(torch.load(checkpoint, map_location="cpu", weights_only=True), channels, self.config)
-        model.to(device).eval()
-        pooled: list[torch.Tensor] = []
-        hook = bottleneck(model).register_forward_hook(
-            lambda module, inputs, output: pooled.append(output.float().mean(dim=(2, 3)).cpu()))
-        try:
-            with torch.no_grad():
-                for batch in batches():
-                    with autocast_context(device, self.config.precision):
-                        model(torch.from_numpy(batch).to(device))
-        finally:
-            hook.remove()
-        return torch.cat(pooled).numpy().astype(np.float32) if pooled else np.zeros((0, self.config.channels[-1]),
-                                                                                     np.float32)
+def pooled_bottleneck(checkpoint: Path, batches: Batches, *, channels: int, config: TrainConfig, device) -> np.ndarray:
+    """(N, train.channels[-1]) spatial means of the bottleneck of the U-Net in ``checkpoint``."""
+    import torch
+
+    from xssr.train import load_unet
+    from xssr.train.loop import autocast_context
+
+    model = load_unet(torch.load(checkpoint, map_location="cpu", weights_only=True), channels, config)
+    model.to(device).eval()
+    pooled: list[torch.Tensor] = []
+    hook = bottleneck(model).register_forward_hook(
+        lambda module, inputs, output: pooled.append(output.float().mean(dim=(2, 3)).cpu()))
+    try:
+        with torch.no_grad():
+            for batch in batches():
+                with autocast_context(device, config.precision):
+                    model(torch.from_numpy(batch).to(device))
+    finally:
+        hook.remove()
+    return torch.cat(pooled).numpy().astype(np.float32) if pooled else np.zeros((0, config.channels[-1]), np.float32)

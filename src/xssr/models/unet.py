@@ -24,3 +24,17 @@ def build_unet(
         num_res_units=num_res_units,
         dropout=dropout,
     )
+
+
+def encoder_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """State-dict prefixes of the encoder of a MONAI UNet (each level's down block and the bottom).
+
+    MONAI nests the network as Sequential(down, SkipConnection(submodule), up) per level; the
+    decoder is every ``up`` block. Used to transfer an encoder alone (MedSASS's "E" transfer).
+    """
+    prefixes, layer, name = [], model.model, "model"
+    while isinstance(layer, nn.Sequential) and len(layer) == 3 and hasattr(layer[1], "submodule"):
+        prefixes.append(f"{name}.0.")
+        layer, name = layer[1].submodule, f"{name}.1.submodule"
+    prefixes.append(f"{name}.")
+    return tuple(prefixes)

@@ -47,7 +47,11 @@ def plan(config: RunConfig, command: str) -> tuple[list[str], list[str]]:
     groups = embedding_groups if embeds else ["pool"]
     # A recipe that trains a source U-Net here, or trains on the source, needs every source mask.
     source_masks = ["source"] if needs_source_masks(config) else []
-    groups = groups + [g for g in source_masks if g not in groups]
+    from xssr.train.recipes import get_recipe
+
+    # MedSASS pretraining (for a recipe that starts from it) reads the source images, no masks.
+    ssl = ["source"] if "ssl_model" in get_recipe(config.train.recipe).needs else []
+    groups = groups + [g for g in source_masks + ssl if g not in groups]
     if embeds and embed_masks and not source_masks:
         source_masks = embed_masks
     if command == "train":

@@ -390,6 +390,7 @@ class Pipeline:
         records = self.selected(selection) if "labels" in recipe.needs else []
         source = self.source_model() if "source_model" in recipe.needs else None
         target = self._supervised_model(method, selection) if "target_model" in recipe.needs else None
+        ssl = self._ssl_model() if "ssl_model" in recipe.needs else None
         inputs = {"train": self._model_settings(recipe=True), "data": self.inputs.data_key(), "seed": self.config.seed}
         if "labels" in recipe.needs:
             # Pick order is kept: it decides the batches.
@@ -398,6 +399,8 @@ class Pipeline:
             inputs["source_model"] = source.fingerprint
         if target is not None:
             inputs["target_model"] = target.fingerprint
+        if ssl is not None:
+            inputs["ssl_model"] = ssl.fingerprint
         if "source_masks" in recipe.needs:
             inputs["source"] = self.inputs.group_hash("source")
         if "pool" in recipe.needs:
@@ -420,16 +423,26 @@ class Pipeline:
                 return self._reuse(stage)
             data = self._training_data(recipe, records, source)
             extra = {"recipe": cfg.recipe}
-            if target is not None:
-                import torch
+            import torch
 
+            if target is not None:
                 data.target_state = torch.load(target.path("checkpoint"), map_location="cpu", weights_only=True)
                 extra["target_model_seconds"] = target.outputs["train_seconds"]
+            if ssl is not None:
+                data.ssl_state = torch.load(ssl.path("checkpoint"), map_location="cpu", weights_only=True)
             started = stage.start()
             model, history = recipe.load()(
                 data, cfg, seed=self.config.seed, device=self.device,
                 progress=_progress(self.progress, f"train U-Net ({method}, {cfg.recipe})", cfg.epochs))
             return self._save_model(stage, started, model, history, n_train=len(records), extra=extra)
+
+    def _ssl_model(self) -> StageResult:
+        """The MedSASS-pretrained U-Net: the pretrain stage of the ``medsass`` embedder (shared with
+        a run that embeds with it)."""
+        config = dataclasses.replace(self.config, embed=dataclasses.replace(self.config.embed, model="medsass"))
+        branch = Pipeline(config, self.out / "ssl", self.inputs, store=self.store)
+        branch._device, branch._announced = self._device, self._announced
+        return branch.pretrain()
 
     def _supervised_model(self, method: str, selection: StageResult) -> StageResult:
         """The supervised recipe's U-Net on ``selection``: its own stage (in the store, the very

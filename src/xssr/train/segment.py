@@ -21,8 +21,14 @@ from xssr.train.augment import build_augment
 from xssr.train.loop import TrainHistory, map_batches, train_minibatches
 
 
+LOSSES = ("bce", "dice-bce", "focal-tversky", "tversky", "focal")
+
+
 def segmentation_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``loss(logits, masks)``: "bce" (the paper's Eq. 10) or "dice-bce" (MONAI's Dice + BCE, equal weights)."""
+    """``loss(logits, masks)``: "bce" (the paper's Eq. 10), "dice-bce" (MONAI's Dice + BCE, equal
+    weights), or for MedSASS pretraining "focal-tversky" (Abraham & Khan, 2019: the Tversky loss
+    with alpha 0.3 on false positives and 0.7 on false negatives, raised to 0.75), "tversky" and
+    "focal" (gamma 2), the paper's loss ablation."""
     if name == "bce":
         return F.binary_cross_entropy_with_logits
     if name == "dice-bce":
@@ -30,7 +36,18 @@ def segmentation_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch
 
         # With one output channel and sigmoid=True MONAI uses BCE-with-logits for the CE part.
         return DiceCELoss(sigmoid=True)
-    raise ValueError(f"The 'loss' parameter must be 'bce' or 'dice-bce'. Got {name!r} instead.")
+    if name in ("tversky", "focal-tversky"):
+        from monai.losses import TverskyLoss
+
+        tversky = TverskyLoss(sigmoid=True, alpha=0.3, beta=0.7, reduction="none")
+        exponent = 0.75 if name == "focal-tversky" else 1.0
+        # MONAI has the Tversky index; the focal exponent over each image's loss is applied here.
+        return lambda logits, masks: tversky(logits, masks).clamp_min(0).pow(exponent).mean()
+    if name == "focal":
+        from monai.losses import FocalLoss
+
+        return FocalLoss(gamma=2.0, use_softmax=False)
+    raise ValueError(f"The 'loss' parameter must be one of {', '.join(LOSSES)}. Got {name!r} instead.")
 
 
 def new_unet(in_channels: int, config: TrainConfig, init_state: dict | None = None) -> torch.nn.Module:

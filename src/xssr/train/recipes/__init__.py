@@ -7,7 +7,8 @@ says what it needs: the annotated target images (``labels``), a U-Net trained on
 masks and shares through the stage cache), the source images and masks themselves
 (``source_masks``), the unlabeled pool (``pool``), or the U-Net the ``supervised`` recipe trains
 on the same picks (``target_model``, made or reused as that recipe's own stage, so a fusion never
-trains its target branch twice). The pipeline reads only what a recipe
+trains its target branch twice), or the U-Net MedSASS pretrained on the unlabeled images
+(``ssl_model``, the same pretrain stage as the ``medsass`` embedder). The pipeline reads only what a recipe
 needs, checks it before any work, and keys the recipe's stage by exactly that.
 
 Entries are ``"module:function"`` and imported on first use, so reading the names needs no torch.
@@ -20,7 +21,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-NEEDS = frozenset({"labels", "source_model", "source_masks", "pool", "target_model"})
+NEEDS = frozenset({"labels", "source_model", "source_masks", "pool", "target_model", "ssl_model"})
 
 
 @dataclass(frozen=True)
@@ -72,4 +73,6 @@ register_recipe("fine-tune", f"{_HERE}.supervised:fine_tune", needs=("labels", "
 register_recipe("fusion", f"{_HERE}.supervised:fusion", needs=("labels", "source_model", "target_model"))
 register_recipe("joint", f"{_HERE}.joint:joint", needs=("labels", "source_masks"))
 register_recipe("mean-teacher", f"{_HERE}.mean_teacher:mean_teacher", needs=("labels", "source_model", "pool"))
+register_recipe("medsass", f"{_HERE}.supervised:from_ssl_model", needs=("labels", "ssl_model"))
+register_recipe("medsass-encoder", f"{_HERE}.supervised:from_ssl_encoder", needs=("labels", "ssl_model"))
 register_recipe("mean-teacher-scratch", f"{_HERE}.mean_teacher:mean_teacher_from_scratch", needs=("labels", "pool"))

@@ -24,6 +24,7 @@ class TrainingData:
     masks: np.ndarray | None = None
     source_state: dict | None = None  # state dict of the source-trained U-Net
     target_state: dict | None = None  # state dict of the supervised recipe's U-Net on the same picks
+    ssl_state: dict | None = None  # state dict of the U-Net MedSASS pretrained without labels
     source_images: np.ndarray | None = None
     source_masks: np.ndarray | None = None
     pool_images: np.ndarray | None = None  # the unlabeled target pool

@@ -1,4 +1,5 @@
-"""Recipes made of one supervised U-Net run (or none): supervised, source-only, fine-tune, fusion."""
+"""Recipes made of one supervised U-Net run (or none): supervised, source-only, fine-tune, fusion,
+and the two MedSASS initialisations."""
 
 from __future__ import annotations
 
@@ -41,3 +42,24 @@ def fusion(data: TrainingData, config: TrainConfig, *, seed, device, progress=No
         data.require("images", "masks")
         target, history = train_unet(data.images, data.masks, config, seed=seed, device=device, progress=progress)
     return FusionNet(new_unet(data.channels, config, data.source_state), target.cpu()).eval(), history
+
+
+def from_ssl_model(data: TrainingData, config: TrainConfig, *, seed, device, progress=None):
+    """MedSASS's end-to-end transfer (E+D): the whole self-supervised U-Net, trained on the picks."""
+    data.require("images", "masks", "ssl_state")
+    return train_unet(data.images, data.masks, config, seed=seed, device=device, init_state=data.ssl_state,
+                      progress=progress)
+
+
+def from_ssl_encoder(data: TrainingData, config: TrainConfig, *, seed, device, progress=None):
+    """MedSASS's encoder-only transfer (E): its encoder, a fresh decoder, trained on the picks."""
+    import torch
+
+    from xssr.models.unet import encoder_prefixes
+
+    data.require("images", "masks", "ssl_state")
+    torch.manual_seed(seed)  # the fresh decoder is the one the supervised recipe would start from
+    start = new_unet(data.channels, config).state_dict()
+    prefixes = encoder_prefixes(new_unet(data.channels, config))
+    state = {k: (data.ssl_state[k] if k.startswith(prefixes) else v) for k, v in start.items()}
+    return train_unet(data.images, data.masks, config, seed=seed, device=device, init_state=state, progress=progress)
