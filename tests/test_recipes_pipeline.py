@@ -281,3 +281,21 @@ def test_medsass_embeds_and_initialises_the_unet(data, tmp_path):
             assert same if (recipe == "medsass" or name.startswith(encoder)) else not same, (recipe, name)
     # the recipe found the embedder's pretraining: one MedSASS U-Net, trained once
     assert "pretrain: running" not in result.output
+
+
+def test_run_over_several_seeds_compares_with_random_by_paired_interval(data, tmp_path):
+    _, args = data
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", *args, *TINY, "--methods", "coreset,random", "--set",
+                                       "pretrain.epochs=1", "--set", "pretrain.widths=4,8,8,16", "--set",
+                                       "pretrain.patch_size=8", "--seeds", "0,1,2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "seeds.json").read_text())
+    assert summary["seeds"] == [0, 1, 2] and sorted(summary["metrics"]) == ["0", "1", "2"]
+    coreset_line = next(line for line in result.output.splitlines() if line.startswith("coreset"))
+    assert "(n=3)" in coreset_line and "[" in coreset_line
+    for seed in (0, 1, 2):
+        assert json.loads((out / f"seed-{seed}" / "config.json").read_text())["seed"] == seed
+    result = CliRunner().invoke(main, ["run", *args, *TINY, "--seeds", "1,1", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "at least two different seeds" in result.output
+    assert not (tmp_path / "b").exists()

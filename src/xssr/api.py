@@ -128,6 +128,26 @@ def run(config: RunConfig, out: str | Path, *, progress: bool = False) -> RunRes
     return result
 
 
+def run_seeds(config: RunConfig, out: str | Path, seeds: Sequence[int], *, progress: bool = False) -> dict[int, RunResult]:
+    """:func:`run` once per seed, in ``OUT/seed-<s>/``, every input checked once before the first;
+    ``OUT/seeds.json`` and the summary (:func:`xssr.report.run_text.seeds_table`) compare the
+    methods over seeds with paired 95 % intervals against random."""
+    import dataclasses
+
+    from xssr.report.run_text import seeds_table
+
+    if len(set(seeds)) < 2:
+        raise ValueError(f"--seeds needs at least two different seeds to compare over, got {list(seeds)}")
+    out = Path(out)
+    check_writable_folder(out)
+    _checked_inputs(config, "run", progress)  # every problem, before the first seed trains anything
+    results = {s: run(dataclasses.replace(config, seed=int(s)), out / f"seed-{s}", progress=progress) for s in seeds}
+    per_seed = {s: r.metrics for s, r in results.items()}
+    write_json(out / "seeds.json", {"seeds": list(seeds), "metrics": {str(s): m for s, m in per_seed.items()},
+                                    "summary": seeds_table(per_seed)})
+    return results
+
+
 def select_embeddings(
     pool_embeddings: np.ndarray,
     source_embeddings: np.ndarray | None = None,

@@ -229,9 +229,21 @@ def evaluate(out, no_progress, **options) -> None:
 @_config_options
 @out_option
 @no_progress_option
+@click.option("--seeds", help="Comma list (0,1,2): run once per seed and compare the methods with paired intervals.")
 @_errors_to_exit
-def run(out, no_progress, **options) -> None:
+def run(out, no_progress, seeds, **options) -> None:
     """The whole pipeline for every method: pretrain, embed, select, train, evaluate."""
+    if seeds:
+        try:
+            chosen = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise click.UsageError(f"--seeds expects whole numbers separated by commas, got {seeds!r}.") from None
+        api.run_seeds(_build_config(**options), out, chosen, progress=_show_progress(no_progress))
+        from xssr.report.io import read_json
+
+        click.echo(read_json(Path(out) / "seeds.json")["summary"])
+        click.echo(f"results in {out} (one folder per seed, seeds.json)")
+        return
     result = api.run(_build_config(**options), out, progress=_show_progress(no_progress))
     click.echo(result.table())
     _echo_selections(result)
