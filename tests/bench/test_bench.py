@@ -304,6 +304,10 @@ def test_selection_only_variant_is_paired_with_the_plain_random_arm():
     fixed_alpha = Experiment("A", ("xssr",), (0.05,), ("d",), "alpha0.5", (("select.alpha", 0.5),))
     (row,) = variant_table(runs, [fixed_alpha])
     assert row["delta_vs_random"].startswith("+0.1000 [") and row["delta_vs_random"].endswith("(n=3)")
+    # Another embedder does not change what random picks or how it trains either.
+    embedder = Experiment("A", ("xssr",), (0.05,), ("d",), "alpha0.5", (("embed.model", "source-unet"),))
+    (row,) = variant_table(runs, [embedder])
+    assert row["delta_vs_random"].endswith("(n=3)")
     # A variant that trains differently is not comparable with the plain random arm.
     other_training = Experiment("A", ("xssr",), (0.05,), ("d",), "alpha0.5", (("train.steps", 10),))
     (row,) = variant_table(runs, [other_training])

@@ -175,9 +175,10 @@ def budget_table(runs: list[dict], datasets: list[str], methods: list[str], budg
 
 def _random_reference(index: dict, dataset: str, budget: float, exp) -> list[dict]:
     """The random runs a variant is compared with: the variant's own, or, when the variant only
-    changes selection settings (so data, MAE and U-Net training are the plain runs'), the plain ones."""
+    changes selection or embedding settings (random reads neither, so its data and U-Net training
+    are the plain runs'), the plain ones."""
     own = index.get((dataset, "random", round(budget, 6), exp.variant), [])
-    if own or not all(name.startswith("select.") for name, _ in exp.overrides):
+    if own or not all(name.startswith(("select.", "embed.")) for name, _ in exp.overrides):
         return own
     return index.get((dataset, "random", round(budget, 6), ""), [])
 
