@@ -32,6 +32,8 @@ def _config_options(func):
         click.option("--recipe", help="How the U-Net is trained: " + ", ".join(recipe_names()) + " (docs/recipes.md)."),
         click.option("--source-weights", type=click.Path(dir_okay=False),
                      help="A state dict of the source U-Net you already run (recipes that start from the source)."),
+        click.option("--labeled", help="A later round: images already annotated (a round's manifest.csv#paths=any, "
+                                       "or any data spec); they are not picked again."),
         click.option("--budget", type=float, help="A fraction of the pool below 1 (0.05 = 5 %) or a whole number of images (22)."),
         click.option("--image-size", type=int, help="Square side in pixels the images are resized to."),
         click.option("--seed", type=int, help="One seed for everything random (default 0)."),
@@ -43,8 +45,8 @@ def _config_options(func):
     return func
 
 
-def _build_config(config_path, preset, source, pool, test, data_root, methods, recipe, source_weights, budget,
-                  image_size, seed, device, settings) -> RunConfig:
+def _build_config(config_path, preset, source, pool, test, data_root, methods, recipe, source_weights, labeled,
+                  budget, image_size, seed, device, settings) -> RunConfig:
     if config_path and preset:
         raise click.UsageError("Give --config or --preset, not both.")
     if config_path:
@@ -57,6 +59,7 @@ def _build_config(config_path, preset, source, pool, test, data_root, methods, r
     overrides = {
         "data.source": source, "data.pool": pool, "data.test": test, "data.data_root": data_root,
         "select.methods": methods, "train.recipe": recipe, "train.source_weights": source_weights,
+        "select.labeled": labeled,
         "select.budget": budget, "data.image_size": image_size,
         "seed": seed, "device": device,
     }

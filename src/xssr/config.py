@@ -64,6 +64,10 @@ class SelectConfig:
     beta: float = 0.5  # ours
     k: int = 10  # ours: neighbours for density
     metric: str = "euclidean"
+    # A later round: images already annotated (a data spec; a round folder's manifest.csv#paths=any
+    # counts its rows with a mask). They are never picked again, and XSSR, CoreSet and uncertainty
+    # measure diversity against them.
+    labeled: str | None = None
 
 
 @dataclass
@@ -134,6 +138,7 @@ KEY_V1_SETTINGS = frozenset({
 #: A new setting must be listed (tests/bench/test_run_keys.py checks).
 KEY_ADDED_DEFAULTS: dict[str, Any] = {
     "pretrain.pseudo_labels": "otsu", "pretrain.ssl_loss": "focal-tversky",
+    "select.labeled": None,
     "embed.model": "mae", "embed.pool_file": None, "embed.source_file": None, "embed.pool_index": None,
     "embed.source_index": None,
     "train.recipe": "supervised", "train.augment": "none", "train.loss": "bce", "train.lr_schedule": "constant",

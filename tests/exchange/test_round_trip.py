@@ -133,3 +133,33 @@ def test_cvat_round_trip(study, tmp_path):
     for row in rows:
         truth = np.asarray(Image.open(study["masks"][f"images/{row['image'].split('/')[-1]}"])) > 0
         np.testing.assert_array_equal(np.asarray(Image.open(row["mask"])) > 0, truth)
+
+
+def test_a_second_round_never_repicks_and_continues_the_first(study, tmp_path):
+    run = tmp_path / "run"
+    args = [a if a != "random" else "coreset" for a in TINY]
+    quick_mae = ["--set", "pretrain.epochs=1", "--set", "pretrain.widths=4,8,8,16", "--set", "pretrain.patch_size=8",
+                 "--source", f"{study['folder'] / 'manifest.csv'}#site=synthetic_source"]
+    assert _invoke("select", "--pool", study["pool"], *args, *quick_mae, "--out", run).exit_code == 0
+    done = tmp_path / "done"
+    done.mkdir()
+    first = read_csv(run / "select" / "coreset" / "selection.csv")
+    for row in first:
+        name = row["image"].split("/")[-1]
+        Image.open(study["masks"][f"images/{name}"]).save(done / name)
+    assert _invoke("import", run, "--method", "coreset", "--from", "folder", done, "--out", tmp_path / "r1").exit_code == 0
+    labeled = f"{tmp_path / 'r1' / 'manifest.csv'}#paths=any"
+    result = _invoke("select", "--pool", study["pool"], *args, *quick_mae, "--labeled", labeled,
+                     "--out", tmp_path / "run2")
+    assert result.exit_code == 0, result.output
+    second = read_csv(tmp_path / "run2" / "select" / "coreset" / "selection.csv")
+    assert not {r["key"] for r in second} & {r["key"] for r in first}
+    # the same as the last 3 picks of one 6-image CoreSet run (same embeddings and seed)
+    six = [a if a != "3" else "6" for a in args]
+    assert _invoke("select", "--pool", study["pool"], *six, *quick_mae, "--out", tmp_path / "run6").exit_code == 0
+    longer = read_csv(tmp_path / "run6" / "select" / "coreset" / "selection.csv")
+    assert [r["key"] for r in longer] == [r["key"] for r in first + second]
+    # asking for more than is left is refused before any work
+    result = _invoke("select", "--pool", study["pool"], *[a if a != "3" else "8" for a in args], *quick_mae,
+                     "--labeled", labeled, "--out", tmp_path / "run3")
+    assert result.exit_code == 2 and "not labeled yet" in result.output and not (tmp_path / "run3").exists()

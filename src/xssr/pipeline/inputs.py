@@ -91,10 +91,14 @@ class Inputs:
             return
         budget, n_pool = self.config.select.budget, len(self.records["pool"])
         try:
-            resolve_budget(budget, n_pool)
+            count = resolve_budget(budget, n_pool)
         except ValueError:
             raise InputError([("select.budget", f"asks for {budget:g} images, but the pool "
                                f"({self.config.data.pool}) has only {n_pool}")]) from None
+        n_labeled = len(self.labeled_indices())  # an earlier round's images: readable, all in the pool
+        if count > n_pool - n_labeled:
+            raise InputError([("select.budget", f"asks for {count} images, but only {n_pool - n_labeled} of the "
+                               f"pool's {n_pool} are not labeled yet (select.labeled)")])
 
     # ---- fingerprints
     def record_hash(self, key: str) -> tuple[str, str]:
@@ -111,6 +115,27 @@ class Inputs:
             (r.key, r.site, self.record_hash(r.key)[0], self.record_hash(r.key)[1] if masks else "")
             for r in self.records[group]
         ])
+
+    def labeled_indices(self) -> list[int]:
+        """Pool indices of ``select.labeled`` (an earlier round's annotated images), in pool order.
+
+        Of a manifest whose rows have masks (a round folder's), the rows with an existing mask
+        count; of one without any mask, every row. Every labeled image must be in the pool.
+        """
+        spec = self.config.select.labeled
+        if not spec:
+            return []
+        try:
+            records = [r for part in spec.split(" + ") for r in load_records(part.strip(), data_root=self.data_root)]
+        except ValueError as error:
+            raise ValueError(f"select.labeled: {error}") from None
+        if any(r.mask is not None for r in records):
+            records = [r for r in records if r.mask is not None and Path(r.mask).is_file()]
+        index = {r.key: i for i, r in enumerate(self.records["pool"])}
+        outside = [r.label for r in records if r.key not in index]
+        if outside:
+            raise InputError([(label, "is listed as labeled (select.labeled) but is not in the pool") for label in outside])
+        return sorted(index[r.key] for r in records)
 
     def data_key(self) -> dict[str, Any]:
         """The data settings every stage that decodes images depends on."""

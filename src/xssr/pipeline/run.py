@@ -264,6 +264,9 @@ class Pipeline:
         scores = self.uncertainty() if spec.uses_scores else None
         if scores is not None:
             inputs["scores"] = scores.fingerprint
+        labeled = self.inputs.labeled_indices() if spec.algorithm is not None else []
+        if labeled:
+            inputs["labeled"] = [pool[i].key for i in labeled]
         stage = Stage(self.out / "select" / method, name=f"select/{method}", inputs=inputs)
         if self._done(stage, "selection.csv"):
             return self._reuse(stage)
@@ -273,7 +276,7 @@ class Pipeline:
         elif embeddings is None:
             # Random picks depend on the pool size only; without embeddings coverage is unknown.
             result = select_core(np.zeros((len(pool), 1), np.float32), None, random_state=self.config.seed,
-                                 sites=[r.site for r in pool], **settings)
+                                 sites=[r.site for r in pool], labeled=labeled or None, **settings)
             result = dataclasses.replace(result, coverage=float("nan"))
         else:
             # The manifest says which files this embedding made (a stale source.npy may lie beside them).
@@ -281,7 +284,8 @@ class Pipeline:
             result = select_core(np.load(embeddings.folder / "pool.npy"),
                                  np.load(embeddings.folder / source) if source else None,
                                  random_state=self.config.seed, sites=[r.site for r in pool],
-                                 scores=np.load(scores.path("scores")) if scores is not None else None, **settings)
+                                 scores=np.load(scores.path("scores")) if scores is not None else None,
+                                 labeled=labeled or None, **settings)
         from xssr.exchange.selection_csv import write_selection
 
         write_selection(stage.folder, result, pool)

@@ -140,12 +140,13 @@ class CoresetPicks(NamedTuple):
     diversity: np.ndarray
 
 
-def coreset_select(X, budget: int, random_state=None, metric: str = "euclidean") -> CoresetPicks:
+def coreset_select(X, budget: int, random_state=None, metric: str = "euclidean", labeled=None) -> CoresetPicks:
     """CoreSet selection: k-center greedy (Sener & Savarese, 2018).
 
     The first centre is drawn with ``random_state``; each later centre is the sample
     farthest from its nearest centre (ties go to the lowest index). Only the first pick
-    is random.
+    is random. ``labeled`` pool indices (an earlier round's) are centres from the start:
+    then even the first pick is the farthest image, and none is random.
 
     Parameters
     ----------
@@ -169,8 +170,11 @@ def coreset_select(X, budget: int, random_state=None, metric: str = "euclidean")
     chosen = np.zeros(n_pool, dtype=bool)
     picks = np.empty(budget, dtype=np.int64)
     at_pick = np.empty(budget)
+    if labeled is not None and len(labeled):
+        chosen[labeled] = True
+        nearest_centre = distances_from_rows(centred, sq_norms, labeled).min(axis=0)
     for step in range(budget):
-        if step == 0:
+        if step == 0 and not chosen.any():
             pick = int(rng.integers(n_pool))
             at_pick[0] = np.nan
         else:

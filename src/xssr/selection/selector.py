@@ -18,6 +18,8 @@ arguments in ``__init__`` and exposes the result as attributes ending in ``_``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import math
 import numbers
@@ -157,7 +159,7 @@ def resolve_budget(budget, n_pool: int) -> int:
 
 def _validate(
     pool, source, method, budget, alpha, beta, k, alpha_grid, metric, random_state, backend,
-    sites=None, scores=None,
+    sites=None, scores=None, labeled=None,
 ):
     """Check every argument of :func:`select`; return them normalised, as a dict."""
     check_choice(method, "method", tuple(ALGORITHMS))
@@ -189,7 +191,11 @@ def _validate(
         backend=backend,
         sites=None if sites is None else check_sites(sites, pool.shape[0]),
         scores=None if scores is None else _check_scores(scores, pool.shape[0]),
+        labeled=None if labeled is None or len(labeled) == 0 else _check_labeled(labeled, pool.shape[0]),
     )
+    if params["labeled"] is not None and params["budget"] > pool.shape[0] - len(params["labeled"]):
+        raise ValueError(f"The 'budget' parameter must be at most the number of images not labeled yet "
+                         f"({pool.shape[0] - len(params['labeled'])}). Got {show(budget)} instead.")
     if method == "uncertainty" and scores is None:
         raise ValueError("The 'scores' parameter is required for method='uncertainty': pass one uncertainty per "
                          f"pool image ({pool.shape[0]}). Got None instead.")
@@ -211,6 +217,16 @@ def _validate(
                 "Got None instead."
             )
     return params
+
+
+def _check_labeled(labeled, n_pool: int) -> np.ndarray:
+    values = np.asarray(labeled)
+    if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"The 'labeled' parameter must be a list of pool indices. Got {show(labeled)} instead.")
+    if values.min() < 0 or values.max() >= n_pool or len(np.unique(values)) != len(values):
+        raise ValueError(f"The 'labeled' parameter must hold distinct pool indices in [0, {n_pool}). "
+                         f"Got {show(labeled)} instead.")
+    return values.astype(np.int64)
 
 
 def _check_scores(scores, n_pool: int) -> np.ndarray:
@@ -240,6 +256,7 @@ def select(
     backend: str = "auto",
     sites=None,
     scores=None,
+    labeled=None,
 ) -> SelectionResult:
     """Select pool samples to annotate.
 
@@ -275,6 +292,10 @@ def select(
     scores : array-like of shape (n_pool,) or None
         A per-image uncertainty (higher = less sure); required by "uncertainty",
         ignored by the other methods (but checked if given).
+    labeled : array-like of int or None
+        Pool indices annotated in an earlier round. They are never picked; XSSR, CoreSet and
+        uncertainty count them as already selected (diversity and coverage are measured
+        against them), the other methods choose among the remaining images.
 
     Returns
     -------
@@ -282,17 +303,34 @@ def select(
     """
     p = _validate(
         pool_embeddings, source_embeddings, method, budget, alpha, beta, k,
-        alpha_grid, metric, random_state, backend, sites, scores,
+        alpha_grid, metric, random_state, backend, sites, scores, labeled,
     )
     logger.debug("select: method=%s budget=%d pool=%s", method, p["budget"], p["pool"].shape)
+    if p["labeled"] is not None and method not in CONDITIONED:
+        return _among_unlabeled(p)
     return ALGORITHMS[method](p)
+
+
+#: Algorithms that measure diversity against an earlier round's labeled images themselves.
+CONDITIONED = ("xssr", "coreset", "uncertainty")
+
+
+def _among_unlabeled(p: dict) -> SelectionResult:
+    """Run an algorithm on the images not labeled yet and map its picks back to pool indices
+    (coverage is then that of the unlabeled images)."""
+    keep = np.setdiff1d(np.arange(p["pool"].shape[0]), p["labeled"])
+    sub = dict(p, pool=p["pool"][keep], labeled=None,
+               sites=None if p["sites"] is None else [p["sites"][i] for i in keep],
+               scores=None if p["scores"] is None else p["scores"][keep])
+    result = ALGORITHMS[p["method"]](sub)
+    return dataclasses.replace(result, indices=keep[result.indices])
 
 
 @register_algorithm("xssr")
 def _xssr(p: dict) -> SelectionResult:
     run = xssr_select(
         p["pool"], p["source"], p["budget"], alpha=p["alpha"], beta=p["beta"], k=p["k"],
-        alpha_grid=p["alpha_grid"], metric=p["metric"], backend=p["backend"],
+        alpha_grid=p["alpha_grid"], metric=p["metric"], backend=p["backend"], labeled=p["labeled"],
     )
     return SelectionResult(
         method="xssr", indices=run.indices, coverage=run.coverage, alpha=run.alpha,
@@ -304,7 +342,7 @@ def _xssr(p: dict) -> SelectionResult:
 def _uncertainty(p: dict) -> SelectionResult:
     from xssr.selection.uncertainty import uncertainty_kcenter
 
-    picks = uncertainty_kcenter(p["pool"], p["scores"], p["budget"], p["metric"])
+    picks = uncertainty_kcenter(p["pool"], p["scores"], p["budget"], p["metric"], labeled=p["labeled"])
     return SelectionResult(
         method="uncertainty", indices=picks.indices, coverage=picks.coverage,
         components={"uncertainty": p["scores"][picks.indices], "weighted_distance": picks.weighted_distance},
@@ -313,7 +351,7 @@ def _uncertainty(p: dict) -> SelectionResult:
 
 @register_algorithm("coreset")
 def _coreset(p: dict) -> SelectionResult:
-    picks = coreset_select(p["pool"], p["budget"], p["rng"], p["metric"])
+    picks = coreset_select(p["pool"], p["budget"], p["rng"], p["metric"], labeled=p["labeled"])
     return SelectionResult(
         method="coreset", indices=picks.indices, coverage=picks.coverage,
         components={"diversity": picks.diversity},

@@ -34,7 +34,10 @@ def scale_scores(scores: np.ndarray) -> np.ndarray:
     return (scores - low) / (high - low)
 
 
-def uncertainty_kcenter(X, scores: np.ndarray, budget: int, metric: str = "euclidean") -> UncertaintyPicks:
+def uncertainty_kcenter(X, scores: np.ndarray, budget: int, metric: str = "euclidean",
+                        labeled: np.ndarray | None = None) -> UncertaintyPicks:
+    """``labeled`` pool indices (an earlier round's) are never picked and count as picks from the
+    start, so the first new pick already weighs distance."""
     points = prepare_embeddings(X, metric, name="X")
     n_pool = points.shape[0]
     budget = check_count(budget, n_pool)
@@ -45,8 +48,11 @@ def uncertainty_kcenter(X, scores: np.ndarray, budget: int, metric: str = "eucli
     chosen = np.zeros(n_pool, dtype=bool)
     picks = np.empty(budget, dtype=np.int64)
     weighted = np.empty(budget)
+    if labeled is not None and len(labeled):
+        chosen[labeled] = True
+        nearest = distances_from_rows(centred, sq_norms, labeled).min(axis=0)
     for step in range(budget):
-        value = u if step == 0 else u * nearest
+        value = u if not chosen.any() else u * nearest
         pick = int(np.argmax(np.where(chosen, -1.0, value)))  # ties: the lowest index
         picks[step], weighted[step] = pick, value[pick]
         chosen[pick] = True

@@ -120,8 +120,13 @@ def greedy_lockstep(
     alphas: np.ndarray,
     beta: float,
     budget: int,
+    labeled: np.ndarray | None = None,
 ) -> GreedyRun:
     """Run the XSSR greedy for several alphas at once.
+
+    ``labeled`` (pool indices annotated in an earlier round) are never picked and count as
+    already selected: diversity is the distance to the nearest labeled or picked image from the
+    first step on, and coverage includes them.
 
     Parameters
     ----------
@@ -153,13 +158,18 @@ def greedy_lockstep(
 
     remaining = np.ones((n_alphas, n_pool), dtype=bool)
     nearest_selected = np.full((n_alphas, n_pool), np.inf)
+    n_labeled = 0 if labeled is None else len(labeled)
+    if n_labeled:
+        remaining[:, labeled] = False
+        nearest_selected[:] = distances_from_rows(centred, sq_norms, labeled).min(axis=0)
     picks = np.empty((n_alphas, budget), dtype=np.int64)
     parts = {name: np.empty((n_alphas, budget)) for name in COMPONENTS}
     density_row = np.asarray(density, dtype=np.float64)[None, :]
     novelty_row = None if novelty is None else np.asarray(novelty, dtype=np.float64)[None, :]
 
     for step in range(budget):
-        n_remaining = n_pool - step
+        n_remaining = n_pool - n_labeled - step
+        something_selected = step > 0 or n_labeled > 0
         # Terms are z-scored even when their weight is 0 so that the reported components
         # describe each pick fully; the cost is small next to the distance update.
         z_density = _zscore_remaining(density_row, remaining, n_remaining)
@@ -169,7 +179,7 @@ def greedy_lockstep(
         )
         # Nothing is selected before the first pick: diversity is undefined and contributes 0.
         z_diversity = (
-            _zscore_remaining(nearest_selected, remaining, n_remaining) if step > 0 else 0.0
+            _zscore_remaining(nearest_selected, remaining, n_remaining) if something_selected else 0.0
         )
         score = beta * z_density + (1.0 - beta) * (
             alpha_col * z_novelty + (1.0 - alpha_col) * z_diversity
@@ -180,7 +190,7 @@ def greedy_lockstep(
         picks[:, step] = pick
         parts["density"][:, step] = density_row[0, pick]
         parts["novelty"][:, step] = np.nan if novelty_row is None else novelty_row[0, pick]
-        parts["diversity"][:, step] = nearest_selected[rows, pick] if step > 0 else np.nan
+        parts["diversity"][:, step] = nearest_selected[rows, pick] if something_selected else np.nan
         for name, z in (
             ("z_density", z_density), ("z_novelty", z_novelty), ("z_diversity", z_diversity)
         ):
@@ -220,6 +230,7 @@ def xssr_select(
     alpha_grid=None,
     metric: str = "euclidean",
     backend: str = "auto",
+    labeled: np.ndarray | None = None,
 ) -> XSSRRun:
     """XSSR selection of ``budget`` pool samples, choosing alpha by coverage if ``"auto"``.
 
@@ -256,7 +267,7 @@ def xssr_select(
         )
     density = -knn_mean_distance(points, k, backend=backend)
 
-    run = greedy_lockstep(points, density, novelty, alphas, beta, budget)
+    run = greedy_lockstep(points, density, novelty, alphas, beta, budget, labeled)
     # The grid is sorted ascending and argmin returns the first minimum, so exact ties in
     # coverage go to the smallest alpha.
     best = int(np.argmin(run.coverage))
