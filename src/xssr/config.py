@@ -68,6 +68,9 @@ class SelectConfig:
     # counts its rows with a mask). They are never picked again, and XSSR, CoreSet and uncertainty
     # measure diversity against them.
     labeled: str | None = None
+    # How alpha = "auto" is calibrated: "coverage" (the paper's Eq. 9) or "shift-weighted-coverage"
+    # (each pool image weighted by its distance to the source; docs/method.md says why)
+    alpha_criterion: str = "coverage"
 
 
 @dataclass
@@ -138,7 +141,7 @@ KEY_V1_SETTINGS = frozenset({
 #: A new setting must be listed (tests/bench/test_run_keys.py checks).
 KEY_ADDED_DEFAULTS: dict[str, Any] = {
     "pretrain.pseudo_labels": "otsu", "pretrain.ssl_loss": "focal-tversky",
-    "select.labeled": None,
+    "select.labeled": None, "select.alpha_criterion": "coverage",
     "embed.model": "mae", "embed.pool_file": None, "embed.source_file": None, "embed.pool_index": None,
     "embed.source_index": None,
     "train.recipe": "supervised", "train.augment": "none", "train.loss": "bce", "train.lr_schedule": "constant",
@@ -345,7 +348,8 @@ def check_config(config: RunConfig) -> None:
         problems.append(f"embed.model must be one of {', '.join(embedder_names())}, got {config.embed.model!r}")
     if t.recipe not in recipe_names():
         problems.append(f"train.recipe must be one of {', '.join(recipe_names())}, got {t.recipe!r}")
-    for name, value, valid in (("pretrain.pseudo_labels", p.pseudo_labels, ("otsu", "adaptive-mean", "adaptive-gaussian")),
+    for name, value, valid in (("select.alpha_criterion", s.alpha_criterion, ("coverage", "shift-weighted-coverage")),
+                               ("pretrain.pseudo_labels", p.pseudo_labels, ("otsu", "adaptive-mean", "adaptive-gaussian")),
                                ("pretrain.ssl_loss", p.ssl_loss, ("focal-tversky", "tversky", "focal")),
                                ("train.augment", t.augment, ("none", "flip", "standard")),
                                ("train.loss", t.loss, ("bce", "dice-bce")),

@@ -45,3 +45,26 @@ def test_labeled_is_checked(data):
     with pytest.raises(ValueError, match="not labeled yet"):
         select(pool, method="random", budget=5, labeled=np.arange(77))
     assert len(select(pool, method="random", budget=3, labeled=[]).indices) == 3
+
+
+def test_shift_weighted_calibration_counts_images_far_from_the_source_more(data):
+    pool, source, _ = data
+    plain = select(pool, source, method="xssr", budget=8, alpha="auto")
+    weighted = select(pool, source, method="xssr", budget=8, alpha="auto", alpha_criterion="shift-weighted-coverage")
+    assert [a for a, _ in plain.alpha_curve] == [a for a, _ in weighted.alpha_curve]
+    assert [c for _, c in plain.alpha_curve] != [c for _, c in weighted.alpha_curve]
+    # by hand for the chosen alpha: novelty-weighted mean distance to the nearest pick
+    from xssr.selection.neighbors import nearest_distance
+
+    novelty = nearest_distance(pool, source)
+    to_pick = nearest_distance(pool, pool[weighted.indices])
+    assert weighted.coverage == pytest.approx((novelty * to_pick).sum() / novelty.sum(), rel=1e-6)
+    # a fixed alpha picks the same images either way
+    fixed = [select(pool, source, method="xssr", budget=8, alpha=0.4, alpha_criterion=c).indices
+             for c in ("coverage", "shift-weighted-coverage")]
+    np.testing.assert_array_equal(*fixed)
+    with pytest.raises(ValueError, match="alpha_criterion"):
+        select(pool, source, method="xssr", budget=8, alpha_criterion="dice")
+    with pytest.raises(ValueError, match="needs source embeddings"):
+        select(pool, None, method="xssr", budget=8, alpha="auto", alpha_grid=[0.0],
+               alpha_criterion="shift-weighted-coverage")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 #: SelectConfig settings the XSSR algorithm reads; the baselines read budget and metric only.
-XSSR_SETTINGS = ("budget", "k", "metric", "beta", "alpha", "alpha_grid")
+XSSR_SETTINGS = ("budget", "k", "metric", "beta", "alpha", "alpha_grid", "alpha_criterion")
 BASELINE_SETTINGS = ("budget", "metric")
 
 
@@ -61,6 +61,9 @@ class Method:
         values = {name: getattr(select_config, name) for name in self.settings}
         if "alpha_grid" in values:
             values["alpha_grid"] = list(values["alpha_grid"])
+        if values.get("alpha_criterion") == "coverage":
+            # the paper's calibration, as before the setting existed: cached selections stay valid
+            del values["alpha_criterion"]
         return {"method": self.algorithm, **values, **self.pinned}
 
 

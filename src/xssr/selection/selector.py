@@ -257,6 +257,7 @@ def select(
     sites=None,
     scores=None,
     labeled=None,
+    alpha_criterion: str = "coverage",
 ) -> SelectionResult:
     """Select pool samples to annotate.
 
@@ -292,6 +293,9 @@ def select(
     scores : array-like of shape (n_pool,) or None
         A per-image uncertainty (higher = less sure); required by "uncertainty",
         ignored by the other methods (but checked if given).
+    alpha_criterion : {"coverage", "shift-weighted-coverage"}
+        How alpha="auto" scores each grid alpha: the paper's coverage (Eq. 9), or the same
+        with every pool image weighted by its distance to the nearest source image.
     labeled : array-like of int or None
         Pool indices annotated in an earlier round. They are never picked; XSSR, CoreSet and
         uncertainty count them as already selected (diversity and coverage are measured
@@ -305,11 +309,14 @@ def select(
         pool_embeddings, source_embeddings, method, budget, alpha, beta, k,
         alpha_grid, metric, random_state, backend, sites, scores, labeled,
     )
+    p["alpha_criterion"] = check_choice(alpha_criterion, "alpha_criterion", ALPHA_CRITERIA)
     logger.debug("select: method=%s budget=%d pool=%s", method, p["budget"], p["pool"].shape)
     if p["labeled"] is not None and method not in CONDITIONED:
         return _among_unlabeled(p)
     return ALGORITHMS[method](p)
 
+
+ALPHA_CRITERIA = ("coverage", "shift-weighted-coverage")
 
 #: Algorithms that measure diversity against an earlier round's labeled images themselves.
 CONDITIONED = ("xssr", "coreset", "uncertainty")
@@ -331,6 +338,7 @@ def _xssr(p: dict) -> SelectionResult:
     run = xssr_select(
         p["pool"], p["source"], p["budget"], alpha=p["alpha"], beta=p["beta"], k=p["k"],
         alpha_grid=p["alpha_grid"], metric=p["metric"], backend=p["backend"], labeled=p["labeled"],
+        alpha_criterion=p.get("alpha_criterion", "coverage"),
     )
     return SelectionResult(
         method="xssr", indices=run.indices, coverage=run.coverage, alpha=run.alpha,

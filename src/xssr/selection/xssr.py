@@ -121,6 +121,7 @@ def greedy_lockstep(
     beta: float,
     budget: int,
     labeled: np.ndarray | None = None,
+    coverage_weights: np.ndarray | None = None,
 ) -> GreedyRun:
     """Run the XSSR greedy for several alphas at once.
 
@@ -203,8 +204,12 @@ def greedy_lockstep(
         dist = distances_from_rows(centred, sq_norms, unique_picks)
         np.minimum(nearest_selected, dist[row_of], out=nearest_selected)
 
-    # Eq. 9: the running nearest-selected distance is exactly what coverage averages.
-    coverage = nearest_selected.mean(axis=1)
+    # Eq. 9: the running nearest-selected distance is exactly what coverage averages
+    # (weighted, when a calibration other than the paper's weighs the pool images).
+    if coverage_weights is None:
+        coverage = nearest_selected.mean(axis=1)
+    else:
+        coverage = (nearest_selected * coverage_weights).sum(axis=1) / coverage_weights.sum()
     return GreedyRun(alphas=alphas, indices=picks, coverage=coverage, components=parts)
 
 
@@ -231,6 +236,7 @@ def xssr_select(
     metric: str = "euclidean",
     backend: str = "auto",
     labeled: np.ndarray | None = None,
+    alpha_criterion: str = "coverage",
 ) -> XSSRRun:
     """XSSR selection of ``budget`` pool samples, choosing alpha by coverage if ``"auto"``.
 
@@ -267,7 +273,19 @@ def xssr_select(
         )
     density = -knn_mean_distance(points, k, backend=backend)
 
-    run = greedy_lockstep(points, density, novelty, alphas, beta, budget, labeled)
+    weights = None
+    if alpha_criterion == "shift-weighted-coverage" and (novelty is not None or auto):
+        if novelty is None:
+            raise ValueError("The 'alpha_criterion' 'shift-weighted-coverage' weighs the pool by its distance to the "
+                             "source, so it needs source embeddings. Got None instead.")
+        # Eq. 9 counts every pool image alike, so the alpha that spreads picks most evenly wins and
+        # novelty is switched off by construction; here an image counts in proportion to its
+        # distance from the source, so covering what the source does not already show matters.
+        weights = novelty + 1e-12 * (novelty.max() + 1.0)
+    elif alpha_criterion not in ("coverage", "shift-weighted-coverage"):
+        raise ValueError(f"The 'alpha_criterion' parameter must be 'coverage' or 'shift-weighted-coverage'. "
+                         f"Got {alpha_criterion!r} instead.")
+    run = greedy_lockstep(points, density, novelty, alphas, beta, budget, labeled, weights)
     # The grid is sorted ascending and argmin returns the first minimum, so exact ties in
     # coverage go to the smallest alpha.
     best = int(np.argmin(run.coverage))
