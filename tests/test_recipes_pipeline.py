@@ -299,3 +299,35 @@ def test_run_over_several_seeds_compares_with_random_by_paired_interval(data, tm
     result = CliRunner().invoke(main, ["run", *args, *TINY, "--seeds", "1,1", "--out", str(tmp_path / "b")])
     assert result.exit_code == 2 and "at least two different seeds" in result.output
     assert not (tmp_path / "b").exists()
+
+
+# ---------------------------------------------------------------- target-informed pretraining
+def test_nt_xent_rewards_matching_views():
+    from xssr.embedding.mim_contrastive import nt_xent
+
+    a = torch.eye(8)[:, :8] * 5
+    assert float(nt_xent(a, a)) < 0.1  # log(1 + 14 e^-5): the positive is 5, the 14 others 0
+    assert float(nt_xent(a, a.roll(1, dims=0))) > 3.0
+
+
+def test_mim_contrastive_pretrains_on_source_and_pool(data, tmp_path):
+    folder, args = data
+    base = [*args, *TINY, "--set", "pretrain.epochs=2", "--set", "pretrain.widths=4,8,8,16", "--set",
+            "pretrain.patch_size=8", "--set", "embed.model=mim-contrastive", "--methods", "xssr"]
+    result = CliRunner().invoke(main, ["select", *base, "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "a" / "pretrain" / "manifest.json").read_text())
+    assert manifest["outputs"]["n_images"] == 4 + 12  # source and pool
+    assert np.load(tmp_path / "a" / "embed" / "pool.npy").shape == (12, 16)
+    # the pool's pixels shape the model: change one pool image and the pretrained weights change
+    first = tmp_path / "a" / "pretrain" / "mim_contrastive.pt"
+    pool_image = sorted((folder / "images").glob("pool_*.png"))[0]
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(pool_image))
+    Image.fromarray((255 - pixels).astype(np.uint8)).save(pool_image)
+    result = CliRunner().invoke(main, ["select", *base, "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    a = torch.load(first, weights_only=True)
+    b = torch.load(tmp_path / "b" / "pretrain" / "mim_contrastive.pt", weights_only=True)
+    assert any(not torch.equal(a[k], b[k]) for k in a)

@@ -16,6 +16,7 @@ EMBEDDERS: dict[str, Callable] = {
     "precomputed": lambda config: _precomputed()(config.embed),
     "source-unet": lambda config: _source_unet()(config.train),
     "medsass": lambda config: _medsass()(config.pretrain, config.train),
+    "mim-contrastive": lambda config: _mim_contrastive()(config.pretrain),
 }
 
 
@@ -29,6 +30,20 @@ def _precomputed():
     from xssr.embedding.precomputed import PrecomputedEmbedder
 
     return PrecomputedEmbedder
+
+
+def _mim_contrastive():
+    from xssr.embedding.mim_contrastive import MIMContrastiveEmbedder
+
+    return MIMContrastiveEmbedder
+
+
+def pretrain_groups(embedder: Embedder, config) -> list[str]:
+    """The groups a learned embedder is fitted on: its own choice, else ``pretrain.train_on``."""
+    own = getattr(embedder, "pretrain_groups", None)
+    if own:
+        return list(own)
+    return ["source"] + (["pool"] if config.pretrain.train_on == "source+pool" else [])
 
 
 def _medsass():
@@ -61,4 +76,4 @@ def get_embedder(config) -> Embedder:
     return factory(config)
 
 
-__all__ = ["EMBEDDERS", "Embedder", "embedder_names", "get_embedder", "uses_source_model"]
+__all__ = ["EMBEDDERS", "Embedder", "embedder_names", "get_embedder", "pretrain_groups", "uses_source_model"]

@@ -22,7 +22,7 @@ def needs_source(config: RunConfig) -> bool:
 
 def plan(config: RunConfig, command: str) -> tuple[list[str], list[str]]:
     """The input groups a command reads, and those whose masks must all exist, for ``config``."""
-    from xssr.embedding import get_embedder, uses_source_model
+    from xssr.embedding import get_embedder, pretrain_groups, uses_source_model
 
     # A learned embedder trains on the source; otherwise the source images are needed only when
     # a method weighs novelty.
@@ -31,7 +31,7 @@ def plan(config: RunConfig, command: str) -> tuple[list[str], list[str]]:
     embedding_groups = source + ["pool"]
     embeds = needs_embeddings(config)
     if command == "pretrain":
-        return ["source"] + (["pool"] if config.pretrain.train_on == "source+pool" else []), []
+        return pretrain_groups(embedder, config), []
     # An embedder that reads the source U-Net needs the source masks to train it (unless given).
     embed_masks = ["source"] if uses_source_model(embedder) and not config.train.source_weights else []
     # So does a method that reads its uncertainty.

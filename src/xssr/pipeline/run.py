@@ -30,7 +30,7 @@ import numpy as np
 from xssr.config import PREDICTION_SETTINGS, RunConfig, fingerprint_settings
 from xssr.data import ImageRecord, InputError, iter_arrays, load_arrays
 from xssr.data.records import record_row
-from xssr.embedding import get_embedder, uses_source_model
+from xssr.embedding import get_embedder, pretrain_groups, uses_source_model
 from xssr.metrics import dice_per_image, summarise_dice
 from xssr.pipeline.inputs import Inputs
 from xssr.pipeline.plan import needs_embeddings
@@ -133,7 +133,7 @@ class Pipeline:
 
     # ---- stage 1: the embedder (the paper's MAE by default)
     def _pretrain_groups(self) -> list[str]:
-        return ["source"] + (["pool"] if self.config.pretrain.train_on == "source+pool" else [])
+        return pretrain_groups(self.embedder, self.config)
 
     def _pretrain_stage(self) -> Stage:
         # For the MAE these are the inputs run folders have always been keyed by.
