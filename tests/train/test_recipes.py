@@ -41,7 +41,8 @@ def _data(source_state=None, pool_seed=2, source_seed=1, n_pool=6):
     images, masks = _squares(3, seed=0)
     source_images, source_masks = _squares(6, seed=source_seed)
     pool, _ = _squares(n_pool, seed=pool_seed)
-    return TrainingData(channels=1, images=images, masks=masks, source_state=source_state,
+    # any U-Net's weights stand in for MedSASS's pretrained ones here
+    return TrainingData(channels=1, images=images, masks=masks, source_state=source_state, ssl_state=source_state,
                         source_images=source_images, source_masks=source_masks, pool_images=pool)
 
 
@@ -58,7 +59,7 @@ PROBE, _ = _squares(4, seed=9)
 
 def test_every_registered_recipe_trains_on_tiny_data(source_state):
     for name in recipe_names():
-        model, history = _fit(name, _data(source_state))
+        model, history = _fit(name, _data(source_state))  # the medsass ones start from ssl_state
         p = _predict(model, PROBE)
         assert p.shape == (4, 1, 16, 16) and np.isfinite(p).all(), name
         if name != "source-only":
