@@ -21,18 +21,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from xssr.config import PREDICTION_SETTINGS, RunConfig, fingerprint_settings
-from xssr.data import ImageRecord, InputError, iter_arrays, load_arrays
+from xssr.data import ImageRecord, iter_arrays
 from xssr.data.records import record_row
 from xssr.embedding import get_embedder, pretrain_groups, uses_source_model
 from xssr.metrics import dice_per_image, summarise_dice
 from xssr.pipeline.inputs import Inputs
+from xssr.pipeline.models import ModelStages, StageResult, progress_bar
 from xssr.pipeline.plan import needs_embeddings
 from xssr.pipeline.stage import Stage
 from xssr.report.io import read_csv, read_json, save_array, write_csv, write_json
@@ -42,19 +42,6 @@ from xssr.selection import select as select_core
 from xssr.selection.registry import get_method
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class StageResult:
-    """A finished stage: where its files are, its fingerprint and what its manifest recorded."""
-
-    folder: Path
-    fingerprint: str
-    outputs: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def path(self, key: str) -> Path:
-        return self.folder / self.outputs[key]
 
 
 def resolve_device(name: str):
@@ -68,24 +55,7 @@ def resolve_device(name: str):
     return torch.device(name)
 
 
-def _progress(enabled: bool, desc: str, total: int):
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
-
-    def update(done: int, total_now: int, loss: float | None = None) -> None:
-        bar.total = total_now
-        bar.n = done
-        if loss is not None:
-            bar.set_postfix(loss=f"{loss:.4f}")
-        bar.refresh()
-        if done >= total_now:
-            bar.close()
-
-    return update
-
-
-class Pipeline:
+class Pipeline(ModelStages):
     """The stages of one configuration, over checked :class:`Inputs`, writing under ``out``."""
 
     def __init__(self, config: RunConfig, out: str | Path, inputs: Inputs, *, store: str | Path | None = None,
@@ -170,7 +140,7 @@ class Pipeline:
         started = stage.start()
         images = np.concatenate([self.inputs.arrays(g, with_masks=False)[0] for g in self._pretrain_groups()])
         model, facts = self.embedder.fit(images, seed=self.config.seed, device=self.device,
-                                         progress=_progress(self.progress, f"pretrain {self.embedder.name}",
+                                         progress=progress_bar(self.progress, f"pretrain {self.embedder.name}",
                                                             self.config.pretrain.epochs))
         self.embedder.save(model, stage.folder / self.embedder.checkpoint)
         history = facts.pop("history", [])
@@ -296,183 +266,10 @@ class Pipeline:
         })
         return self._result(stage)
 
-    def uncertainty(self) -> StageResult:
-        """How unsure the source U-Net is about each pool image: the mean binary entropy (bits)
-        of its flip-TTA-averaged foreground probability, over all pixels. An image the model
-        segments confidently scores near 0, one it hesitates on everywhere near 1."""
-        source = self.source_model()
-        stage = self._shared("uncertainty", {"source_model": source.fingerprint, "data": self.inputs.data_key(),
-                                             "pool": self.inputs.group_hash("pool", masks=False),
-                                             "measure": "flip-tta mean binary entropy"})
-        if self._done(stage, "uncertainty.npy"):
-            return self._reuse(stage)
-        with self._exclusive(stage):
-            if self._done(stage, "uncertainty.npy"):
-                return self._reuse(stage)
-            import torch
-
-            from xssr.train import load_unet, predict_probabilities
-
-            started = stage.start()
-            model = load_unet(torch.load(source.path("checkpoint"), map_location="cpu", weights_only=True),
-                              self.inputs.channels, self.config.train)
-            d, values = self.config.data, []
-            for batch in iter_arrays(self.inputs.records["pool"], d.image_size, self.inputs.channels, d.normalize,
-                                     batch_size=64):
-                p = np.clip(predict_probabilities(model, batch, device=self.device,
-                                                  precision=self.config.train.precision, tta=True), 1e-6, 1 - 1e-6)
-                entropy = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
-                values.append(entropy.reshape(len(p), -1).mean(axis=1))
-            save_array(stage.folder / "uncertainty.npy", np.concatenate(values).astype(np.float32))
-            stage.finish(started, {"scores": "uncertainty.npy", "n_pool": len(self.inputs.records["pool"])})
-            return self._result(stage)
-
     def selected(self, selection: StageResult) -> list[ImageRecord]:
         """The pool records a selection chose, in pick order."""
         by_key = {r.key: r for r in self.inputs.records["pool"]}
         return [by_key[row["key"]] for row in read_csv(selection.path("selection"))]
-
-    # ---- stage 3: U-Net
-    def _model_settings(self, *, recipe: bool) -> dict[str, Any]:
-        """The train settings that shape a trained model (not how its predictions are read);
-        without ``recipe``, only those a source model trained by the plain recipe depends on."""
-        recipe_only = ("recipe", "source_weights", "joint_target_fraction", "ema_decay", "consistency_weight",
-                       "consistency_rampup", "pseudo_threshold")
-        return {k: v for k, v in self._settings["train"].items()
-                if k not in PREDICTION_SETTINGS and (recipe or k not in recipe_only)}
-
-    def source_model(self) -> StageResult:
-        """The U-Net that recipes start from: the user's ``train.source_weights``, or one trained
-        here on the source images and masks (once per data, settings and seed, in the store)."""
-        cfg = self.config.train
-        if cfg.source_weights:
-            from xssr.data import file_sha1
-
-            path = Path(cfg.source_weights)
-            result = StageResult(path.parent, file_sha1(path), {"checkpoint": path.name, "from": "source_weights"})
-            self.results["source-train"] = result
-            return result
-        stage = self._source_model_stage()
-        if self._done(stage, "unet.pt"):
-            return self._reuse(stage)
-        with self._exclusive(stage):
-            if self._done(stage, "unet.pt"):  # made by another process while we waited
-                return self._reuse(stage)
-            started = stage.start()
-            images, masks = self.inputs.arrays("source", with_masks=True)
-            from xssr.train import train_unet
-
-            model, history = train_unet(images, masks, cfg, seed=self.config.seed, device=self.device,
-                                        progress=_progress(self.progress, "train source U-Net", cfg.epochs))
-            return self._save_model(stage, started, model, history, n_train=len(images), extra={"from": "source masks"})
-
-    def _source_model_stage(self) -> Stage:
-        return self._shared("source-train", {
-            "data": self.inputs.data_key(), "train": self._model_settings(recipe=False), "seed": self.config.seed,
-            "source": self.inputs.group_hash("source")})
-
-    def _save_model(self, stage: Stage, started: float, model, history, *, n_train: int,
-                    extra: dict[str, Any] | None = None) -> StageResult:
-        from xssr.train.checkpoint import save_state
-
-        save_state(stage.folder / "unet.pt", model.state_dict())
-        write_csv(stage.folder / "history.csv", [{"epoch": i + 1, "loss": v} for i, v in enumerate(history.epoch_loss)])
-        stage.finish(started, {
-            "checkpoint": "unet.pt", "n_train": n_train, "in_channels": self.inputs.channels,
-            "steps": history.steps, "train_seconds": round(history.seconds, 2),
-            "images_per_second": round(history.samples_per_second, 2), "precision": history.precision,
-            **(extra or {}),
-        })
-        return self._result(stage)
-
-    def train(self, method: str, selection: StageResult) -> StageResult:
-        """Train a U-Net for the images of ``selection`` (their masks must exist) with the configured recipe."""
-        from xssr.train.recipes import get_recipe
-
-        cfg = self.config.train
-        recipe = get_recipe(cfg.recipe)
-        records = self.selected(selection) if "labels" in recipe.needs else []
-        source = self.source_model() if "source_model" in recipe.needs else None
-        target = self._supervised_model(method, selection) if "target_model" in recipe.needs else None
-        ssl = self._ssl_model() if "ssl_model" in recipe.needs else None
-        inputs = {"train": self._model_settings(recipe=True), "data": self.inputs.data_key(), "seed": self.config.seed}
-        if "labels" in recipe.needs:
-            # Pick order is kept: it decides the batches.
-            inputs["images"] = [(r.key, *self.inputs.record_hash(r.key)) for r in records]
-        if source is not None:
-            inputs["source_model"] = source.fingerprint
-        if target is not None:
-            inputs["target_model"] = target.fingerprint
-        if ssl is not None:
-            inputs["ssl_model"] = ssl.fingerprint
-        if "source_masks" in recipe.needs:
-            inputs["source"] = self.inputs.group_hash("source")
-        if "pool" in recipe.needs:
-            inputs["pool"] = self.inputs.group_hash("pool", masks=False)
-        # In a store, a model is shared by every run that would train it identically (variants
-        # that change only how predictions are read, budgets and suites that repeat a run).
-        folder = self.store / "train" / config_fingerprint(inputs) if self.store else self.out / "train" / method
-        stage = Stage(folder, inputs, name=f"train/{method}")
-        if self._done(stage, "unet.pt"):
-            return self._reuse(stage)
-        # A manifest may name the mask files before they are drawn; the input check lets a
-        # missing one pass for stages that need no masks, so it is caught here, before training.
-        unannotated = [r for r in records if r.mask is None or not r.mask.is_file()]
-        if unannotated:
-            raise InputError([(r.label, f"selected for annotation by '{method}' but has no mask yet"
-                               + (f" ({r.mask} does not exist)" if r.mask is not None else ""))
-                              for r in unannotated])
-        with self._exclusive(stage):
-            if self._done(stage, "unet.pt"):  # made by another process while we waited
-                return self._reuse(stage)
-            data = self._training_data(recipe, records, source)
-            extra = {"recipe": cfg.recipe}
-            import torch
-
-            if target is not None:
-                data.target_state = torch.load(target.path("checkpoint"), map_location="cpu", weights_only=True)
-                extra["target_model_seconds"] = target.outputs["train_seconds"]
-            if ssl is not None:
-                data.ssl_state = torch.load(ssl.path("checkpoint"), map_location="cpu", weights_only=True)
-            started = stage.start()
-            model, history = recipe.load()(
-                data, cfg, seed=self.config.seed, device=self.device,
-                progress=_progress(self.progress, f"train U-Net ({method}, {cfg.recipe})", cfg.epochs))
-            return self._save_model(stage, started, model, history, n_train=len(records), extra=extra)
-
-    def _ssl_model(self) -> StageResult:
-        """The MedSASS-pretrained U-Net: the pretrain stage of the ``medsass`` embedder (shared with
-        a run that embeds with it)."""
-        config = dataclasses.replace(self.config, embed=dataclasses.replace(self.config.embed, model="medsass"))
-        branch = Pipeline(config, self.out / "ssl", self.inputs, store=self.store)
-        branch._device, branch._announced = self._device, self._announced
-        return branch.pretrain()
-
-    def _supervised_model(self, method: str, selection: StageResult) -> StageResult:
-        """The supervised recipe's U-Net on ``selection``: its own stage (in the store, the very
-        one a supervised run with the same settings makes or reuses)."""
-        config = dataclasses.replace(self.config, train=dataclasses.replace(self.config.train, recipe="supervised"))
-        branch = Pipeline(config, self.out / "target-branch", self.inputs, store=self.store)
-        branch._device, branch._announced = self._device, self._announced
-        return branch.train(method, selection)
-
-    def _training_data(self, recipe, records: list[ImageRecord], source: StageResult | None):
-        import torch
-
-        from xssr.train.recipes.base import TrainingData
-
-        d = self.config.data
-        data = TrainingData(channels=self.inputs.channels)
-        if "labels" in recipe.needs:
-            data.images, data.masks = load_arrays(records, d.image_size, self.inputs.channels, d.normalize,
-                                                  with_masks=True)
-        if source is not None:
-            data.source_state = torch.load(source.path("checkpoint"), map_location="cpu", weights_only=True)
-        if "source_masks" in recipe.needs:
-            data.source_images, data.source_masks = self.inputs.arrays("source", with_masks=True)
-        if "pool" in recipe.needs:
-            data.pool_images = self.inputs.arrays("pool", with_masks=False)[0]
-        return data
 
     # ---- stage 4: evaluation
     def evaluate(self, method: str, trained: StageResult) -> dict[str, Any]:
@@ -517,15 +314,6 @@ class Pipeline:
                                round(len(test) / infer_seconds, 2) if infer_seconds else None})
         self._result(stage)
         return metrics
-
-    def _source_note(self) -> dict[str, str]:
-        """Where the source U-Net of this run's recipe came from, for the user to read."""
-        source = self.results.get("source-train")
-        if source is None:
-            return {}
-        if source.outputs.get("from") == "source_weights":
-            return {"source_model": f"your weights {self.config.train.source_weights}"}
-        return {"source_model": f"trained here on {source.outputs['n_train']} source images and masks"}
 
     # ---- whole commands, forward
     def embeddings(self) -> StageResult:
