@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
+import os
 import logging
 import sys
 from pathlib import Path
@@ -330,9 +331,10 @@ def _default_folder(suite: str, given: str | None, project: str, beside: str) ->
     if given:
         return given
     folder = _suite_path(suite).resolve().parent
-    if folder.name == "suites" and folder.parent.name == "benchmarks":  # benchmarks/suites of a checkout
-        return str(folder.parent / project)
-    return str(folder / beside)
+    chosen = folder.parent / project if folder.name == "suites" and folder.parent.name == "benchmarks" \
+        else folder / beside  # benchmarks/suites of a checkout, or a suite file of the user's own
+    # Relative to where the command runs when inside it: run records keep no machine's paths.
+    return os.path.relpath(chosen) if chosen.is_relative_to(Path.cwd()) else str(chosen)
 
 
 results_option = click.option("--results", type=click.Path(file_okay=False),
