@@ -233,3 +233,28 @@ def test_errors_name_the_parameter(call, pattern):
     X = np.random.default_rng(0).normal(size=(10, 2))
     with pytest.raises(ValueError, match=pattern):
         call(X)
+
+
+def test_refinement_memory_stays_bounded_when_every_pair_ties(monkeypatch):
+    # One-hot rows: every pair is exactly sqrt(2) apart, so every foreign pair ties the
+    # row's minimum and goes to float64 refinement (550,000 pairs). Gathered at once
+    # they would need pairs x 800 dims x 8 bytes, about 3.5 GB; sliced, the peak stays a
+    # few chunk sizes above the data.
+    import tracemalloc
+
+    chunk = 2**20
+    monkeypatch.setattr(probcover_module, "_CHUNK_BYTES", chunk)
+    points = np.eye(800)
+    labels = np.arange(800) % 7
+    tracemalloc.start()
+    try:
+        foreign, _, _ = probcover_module._scan(points, labels, 0)
+        graph = delta_ball_graph(points, math.sqrt(2.0))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(foreign, math.sqrt(2.0), rtol=1e-15)
+    assert graph.nnz == 800 * 800
+    # The blocks copy the data about twice (centred float64, float32); the graph holds
+    # 640,000 int32 indices plus flags, about 4 MB.
+    assert peak < 3 * points.nbytes + 5e6 + 16 * chunk, peak / 2**20
