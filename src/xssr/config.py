@@ -71,6 +71,10 @@ class SelectConfig:
     # How alpha = "auto" is calibrated: "coverage" (the paper's Eq. 9) or "shift-weighted-coverage"
     # (each pool image weighted by its distance to the source; docs/method.md says why)
     alpha_criterion: str = "coverage"
+    # Nearest-neighbour search for density, novelty and typicality: "auto" (exact, FAISS when
+    # installed and the pool is large), "numpy", "faiss", or "faiss-ivf" (approximate, for
+    # pools too large for exact search; recall measured in docs/benchmarks.md)
+    backend: str = "auto"
 
 
 @dataclass
@@ -141,7 +145,7 @@ KEY_V1_SETTINGS = frozenset({
 #: A new setting must be listed (tests/bench/test_run_keys.py checks).
 KEY_ADDED_DEFAULTS: dict[str, Any] = {
     "pretrain.pseudo_labels": "otsu", "pretrain.ssl_loss": "focal-tversky",
-    "select.labeled": None, "select.alpha_criterion": "coverage",
+    "select.labeled": None, "select.alpha_criterion": "coverage", "select.backend": "auto",
     "embed.model": "mae", "embed.pool_file": None, "embed.source_file": None, "embed.pool_index": None,
     "embed.source_index": None,
     "train.recipe": "supervised", "train.augment": "none", "train.loss": "bce", "train.lr_schedule": "constant",
@@ -348,7 +352,10 @@ def check_config(config: RunConfig) -> None:
         problems.append(f"embed.model must be one of {', '.join(embedder_names())}, got {config.embed.model!r}")
     if t.recipe not in recipe_names():
         problems.append(f"train.recipe must be one of {', '.join(recipe_names())}, got {t.recipe!r}")
+    from xssr.selection.neighbors import BACKENDS
+
     for name, value, valid in (("select.alpha_criterion", s.alpha_criterion, ("coverage", "shift-weighted-coverage")),
+                               ("select.backend", s.backend, BACKENDS),
                                ("pretrain.pseudo_labels", p.pseudo_labels, ("otsu", "adaptive-mean", "adaptive-gaussian")),
                                ("pretrain.ssl_loss", p.ssl_loss, ("focal-tversky", "tversky", "focal")),
                                ("train.augment", t.augment, ("none", "flip", "standard")),

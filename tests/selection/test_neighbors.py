@@ -173,3 +173,28 @@ def test_distances_from_rows_matches_cdist_and_is_batch_independent():
     # Each row is the same, to rounding, whether computed alone or with others.
     for i, r in enumerate(rows):
         np.testing.assert_allclose(distances_from_rows(X, sq, [r])[0], got[i], rtol=1e-12, atol=1e-12)
+
+
+def test_approximate_backend_finds_most_true_neighbours():
+    pytest.importorskip("faiss")
+    from xssr.selection.neighbors import ivf_lists, knn_mean_distance, knn_recall
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(30, 16)) * 4
+    X = centres[rng.integers(0, 30, 6000)] + rng.normal(size=(6000, 16))
+    assert ivf_lists(6000) > 100  # the index really is split, so the search is approximate
+    recall = knn_recall(X, 10, n_queries=500)
+    assert 0.8 < recall <= 1.0
+    exact = knn_mean_distance(X, 10, backend="numpy")
+    approximate = knn_mean_distance(X, 10, backend="faiss-ivf")
+    # A missed neighbour is replaced by a farther one: never closer than exact.
+    assert np.all(approximate >= exact - 1e-9)
+    assert np.median(approximate / exact) < 1.02
+
+
+def test_approximate_backend_on_a_tiny_pool_is_exact():
+    pytest.importorskip("faiss")
+    from xssr.selection.neighbors import knn_mean_distance
+
+    X = np.random.default_rng(1).normal(size=(50, 4))
+    np.testing.assert_allclose(knn_mean_distance(X, 5, backend="faiss-ivf"), knn_mean_distance(X, 5, backend="numpy"))

@@ -8,7 +8,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .checks import check_count, check_random_state, check_sites, is_int, show
-from .neighbors import distances_from_rows, prepare_embeddings, squared_norms
+from .nearest import NearestSelected
+from .neighbors import prepare_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -164,29 +165,26 @@ def coreset_select(X, budget: int, random_state=None, metric: str = "euclidean",
     budget = check_count(budget, n_pool)
     rng = check_random_state(random_state)
 
-    centred = points - points.mean(axis=0)  # same accuracy reason as the XSSR greedy
-    sq_norms = squared_norms(centred)
-    nearest_centre = np.full(n_pool, np.inf)
-    chosen = np.zeros(n_pool, dtype=bool)
+    state = NearestSelected(points, 1)  # skips pool blocks a pick cannot come closer to
+    chosen = np.zeros((1, n_pool), dtype=bool)  # in the state's block order
     picks = np.empty(budget, dtype=np.int64)
     at_pick = np.empty(budget)
     if labeled is not None and len(labeled):
-        chosen[labeled] = True
-        nearest_centre = distances_from_rows(centred, sq_norms, labeled).min(axis=0)
+        chosen[0, state.position[labeled]] = True
+        state.add_to_all(state.position[labeled])
     for step in range(budget):
         if step == 0 and not chosen.any():
-            pick = int(rng.integers(n_pool))
+            pick = int(state.position[rng.integers(n_pool)])
             at_pick[0] = np.nan
         else:
             # Chosen samples are excluded explicitly: duplicates of a centre are also at
             # distance 0, and argmax must never return a centre twice.
-            pick = int(np.argmax(np.where(chosen, -1.0, nearest_centre)))
-            at_pick[step] = nearest_centre[pick]
-        picks[step] = pick
-        chosen[pick] = True
-        np.minimum(
-            nearest_centre, distances_from_rows(centred, sq_norms, [pick])[0], out=nearest_centre
-        )
+            pick = int(state.first_best(np.where(chosen, -1.0, state.distance))[0])
+            at_pick[step] = state.distance[0, pick]
+        picks[step] = state.order[pick]
+        chosen[0, pick] = True
+        state.add(np.array([pick]))
+    nearest_centre = state.distance[0]
     coverage = float(nearest_centre.mean())
     logger.debug("CoreSet: %d picks, coverage %.6g", budget, coverage)
     return CoresetPicks(indices=picks, coverage=coverage, diversity=at_pick)

@@ -71,13 +71,19 @@ def check_embeddings(X, name: str) -> np.ndarray:
             f"Got an array of shape {array.shape} instead."
         )
     array = np.ascontiguousarray(array, dtype=np.float64)
-    n_bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+    # In row blocks: whole-array temporaries would double the memory of a large pool.
+    step = max(1, 2**22 // array.shape[1])
+    n_bad, largest = 0, 0.0
+    for start in range(0, array.shape[0], step):
+        block = np.abs(array[start:start + step])
+        finite = np.isfinite(block)
+        n_bad += int(block.size - np.count_nonzero(finite))
+        largest = max(largest, float(block[finite].max(initial=0.0)))
     if n_bad:
         raise ValueError(
             f"The '{name}' parameter must contain only finite values. "
             f"Got {n_bad} NaN or infinite entries instead."
         )
-    largest = float(np.abs(array).max())
     if largest > MAX_ABS:
         raise ValueError(
             f"The '{name}' parameter must have entries of magnitude at most {MAX_ABS:g} "

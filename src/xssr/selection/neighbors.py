@@ -32,7 +32,7 @@ from .checks import check_choice, check_embeddings, check_positive_int
 logger = logging.getLogger(__name__)
 
 METRICS = ("euclidean", "cosine")
-BACKENDS = ("auto", "numpy", "faiss")
+BACKENDS = ("auto", "numpy", "faiss", "faiss-ivf")
 
 # Upper bound on the float32 (chunk, n_reference) block built by one search step.
 _CHUNK_BYTES = 128 * 2**20
@@ -87,15 +87,15 @@ def _resolve_backend(backend: str, n_pairs: float) -> str:
     try:
         import faiss  # noqa: F401  (lazy: FAISS is an optional dependency)
     except ImportError as error:
-        if backend == "faiss":
+        if backend != "auto":
             raise ImportError(
-                "backend='faiss' needs the faiss package; install it with "
+                f"backend={backend!r} needs the faiss package; install it with "
                 "'pip install faiss-cpu' or use backend='numpy'."
             ) from error
         return "numpy"
-    if backend == "faiss" or n_pairs > _FAISS_MIN_PAIRS:
-        return "faiss"
-    return "numpy"
+    if backend == "auto":
+        return "faiss" if n_pairs > _FAISS_MIN_PAIRS else "numpy"
+    return backend
 
 
 def float32_exponent(*arrays: np.ndarray) -> int:
@@ -157,6 +157,87 @@ def _search_faiss(
     return found[keep].reshape(found.shape[0], k)
 
 
+def ivf_lists(n_reference: int) -> int:
+    """Inverted lists for an approximate index: about 4 sqrt(n), with at least 39 training
+    points per list (FAISS warns below that), and 1 for small references."""
+    return int(max(1, min(4 * math.isqrt(n_reference), n_reference // 39)))
+
+
+#: Lists probed per query: recall against exact search is measured by ``xssr bench cost``
+#: (``knn_recall``) and stated in docs/benchmarks.md.
+IVF_PROBE_FRACTION = 1 / 16
+
+
+def _search_faiss_ivf(
+    queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool
+) -> np.ndarray:
+    """Approximate neighbours from a FAISS inverted-file index (IVF, flat storage).
+
+    The reference rows are split into k-means lists; a query scans only the lists whose
+    centres are nearest it, so a search costs about ``n_queries * n_reference / 16``
+    distances instead of all of them. A true neighbour lying in an unprobed list is missed
+    (the measured recall says how often); the distances to what is found stay exact.
+    Rows for which the probed lists hold fewer than ``k`` other rows are searched exactly.
+    """
+    import faiss
+
+    n_reference, dim = reference.shape
+    n_lists = ivf_lists(n_reference)
+    if n_lists == 1:  # too few rows to split: one list is exact search
+        return _search_faiss(queries, reference, k, exclude_self)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, n_lists)
+    # FAISS trains its k-means with a fixed seed, so the index (and the result) is repeatable.
+    index.train(np.ascontiguousarray(reference[:: max(1, n_reference // (256 * n_lists))]))
+    index.add(np.ascontiguousarray(reference))
+    index.nprobe = max(1, math.ceil(n_lists * IVF_PROBE_FRACTION))
+    n_wanted = k + 1 if exclude_self else k
+    _, found = index.search(np.ascontiguousarray(queries), n_wanted)
+    found = found.astype(np.int64, copy=False)
+    if exclude_self:
+        is_self = found == np.arange(found.shape[0])[:, None]
+        drop = np.where(is_self.any(axis=1), np.argmax(is_self, axis=1), n_wanted - 1)
+        keep = np.ones_like(found, dtype=bool)
+        keep[np.arange(found.shape[0]), drop] = False
+        found = found[keep].reshape(found.shape[0], k)
+    short = np.flatnonzero((found < 0).any(axis=1))  # -1: the probed lists ran out of rows
+    if short.size:
+        found[short] = _search_numpy_rows(queries, reference, k, exclude_self, short)
+    return found
+
+
+def _search_numpy_rows(queries, reference, k, exclude_self, rows):
+    """Exact search for some query rows (their own index is excluded when ``exclude_self``)."""
+    found = np.empty((rows.size, k), dtype=np.int64)
+    ref_sq = np.einsum("ij,ij->i", reference, reference)
+    for i, row in enumerate(rows):
+        scores = reference @ queries[row] * -2.0 + ref_sq
+        if exclude_self:
+            scores[row] = np.inf
+        found[i] = np.argpartition(scores, k - 1)[:k]
+    return found
+
+
+def knn_recall(X, k: int = 10, *, n_queries: int = 1000, backend: str = "faiss-ivf",
+               random_state=0) -> float:
+    """Share of the true ``k`` nearest neighbours that ``backend`` finds, over sampled rows.
+
+    The rows of ``X`` are the reference, as for the density term; ``n_queries`` of them
+    are searched both exactly and with ``backend``.
+    """
+    points = prepare_embeddings(X, "euclidean", name="X")
+    rng = np.random.default_rng(random_state)
+    rows = np.sort(rng.choice(points.shape[0], min(n_queries, points.shape[0]), replace=False))
+    centred = points - points.mean(axis=0)
+    fast = np.ldexp(centred, float32_exponent(centred)).astype(np.float32)
+    k = min(k, points.shape[0] - 1)
+    exact = _search_numpy_rows(fast, fast, k, True, rows)
+    used = _resolve_backend(backend, float(points.shape[0]) ** 2)
+    search = {"faiss-ivf": _search_faiss_ivf, "faiss": _search_faiss, "numpy": _search_numpy}[used]
+    found = search(fast, fast, k, True)[rows]
+    hits = sum(np.intersect1d(a, b).size for a, b in zip(exact, found))
+    return hits / exact.size
+
+
 def _refine(queries: np.ndarray, reference: np.ndarray, found: np.ndarray) -> np.ndarray:
     """Exact float64 distances ``(n_queries, k)`` from each query to its found neighbours."""
     n_queries, k = found.shape
@@ -184,7 +265,7 @@ def _neighbour_distances(
         "neighbour search: %d x %d, k=%d, backend=%s",
         queries.shape[0], reference.shape[0], k, used,
     )
-    search = _search_faiss if used == "faiss" else _search_numpy
+    search = {"faiss-ivf": _search_faiss_ivf, "faiss": _search_faiss, "numpy": _search_numpy}[used]
     exponent = float32_exponent(queries_c, reference_c)
     queries_32 = np.ldexp(queries_c, exponent).astype(np.float32)
     reference_32 = (
@@ -208,10 +289,11 @@ def knn_mean_distance(
     X : array-like of shape (n_samples, n_features)
     k : int >= 1
     metric : {"euclidean", "cosine"}
-    backend : {"auto", "numpy", "faiss"}
+    backend : {"auto", "numpy", "faiss", "faiss-ivf"}
         "auto" uses FAISS (exact ``IndexFlatL2``) when it is installed and the problem
-        has more than 5e7 pairs, numpy otherwise. All give the same values up to
-        float32 ranking ties.
+        has more than 5e7 pairs, numpy otherwise. These give the same values up to
+        float32 ranking ties. "faiss-ivf" is approximate (an inverted-file index probing
+        1/16 of its lists, :func:`_search_faiss_ivf`): for pools too large for exact search.
 
     Returns
     -------
@@ -237,7 +319,7 @@ def nearest_distance(
     X : array-like of shape (n_x, n_features)
     Y : array-like of shape (n_y, n_features)
     metric : {"euclidean", "cosine"}
-    backend : {"auto", "numpy", "faiss"}
+    backend : {"auto", "numpy", "faiss", "faiss-ivf"}
 
     Returns
     -------

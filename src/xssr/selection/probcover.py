@@ -169,6 +169,8 @@ def _error_band(tol2: float, distance) -> np.ndarray:
     All in the scaled units of :class:`_Blocks`.
     """
     distance = np.asarray(distance, dtype=np.float64)
+    if tol2 == 0.0:  # every point at the origin: float32 is exact
+        return np.zeros_like(distance)
     with np.errstate(divide="ignore"):
         return 2.0 * np.minimum(math.sqrt(tol2), tol2 / distance)
 
@@ -416,7 +418,7 @@ def probcover_select(
     n_init : int >= 1
         k-means restarts.
     metric : {"euclidean", "cosine"}
-    backend : {"auto", "numpy", "faiss"}
+    backend : {"auto", "numpy", "faiss", "faiss-ivf"}
         Neighbour search for the reported coverage.
 
     Returns

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 #: SelectConfig settings the XSSR algorithm reads; the baselines read budget and metric only.
-XSSR_SETTINGS = ("budget", "k", "metric", "beta", "alpha", "alpha_grid", "alpha_criterion")
-BASELINE_SETTINGS = ("budget", "metric")
+XSSR_SETTINGS = ("budget", "k", "metric", "beta", "alpha", "alpha_grid", "alpha_criterion", "backend")
+BASELINE_SETTINGS = ("budget", "metric", "backend")
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,11 @@ class Method:
         values = {name: getattr(select_config, name) for name in self.settings}
         if "alpha_grid" in values:
             values["alpha_grid"] = list(values["alpha_grid"])
-        if values.get("alpha_criterion") == "coverage":
-            # the paper's calibration, as before the setting existed: cached selections stay valid
-            del values["alpha_criterion"]
+        # At the values they were added with, later settings are left out, so cached selections
+        # (keyed by these arguments) stay valid: the paper's calibration, exact neighbour search.
+        for name, default in (("alpha_criterion", "coverage"), ("backend", "auto")):
+            if values.get(name) == default:
+                del values[name]
         return {"method": self.algorithm, **values, **self.pinned}
 
 

@@ -284,9 +284,11 @@ def select(
     random_state : int, None or numpy Generator
         Used by the random methods, CoreSet's first centre, the k-means of TypiClust
         and ProbCover, and ProbCover's random tie-break order; XSSR is deterministic.
-    backend : {"auto", "numpy", "faiss"}
+    backend : {"auto", "numpy", "faiss", "faiss-ivf"}
         Nearest-neighbour search for XSSR density and novelty, TypiClust typicality, and
-        the reported coverage.
+        the reported coverage. "auto", "numpy" and "faiss" are exact; "faiss-ivf" is
+        approximate, for pools too large for exact search (its recall is measured by
+        ``xssr bench cost``).
     sites : sequence of str of length n_pool, or None
         Site of every pool image; required by "stratified-random", ignored by the
         other methods (but checked if given).

@@ -134,7 +134,7 @@ def typiclust_select(
     n_init : int >= 1
         k-means restarts.
     metric : {"euclidean", "cosine"}
-    backend : {"auto", "numpy", "faiss"}
+    backend : {"auto", "numpy", "faiss", "faiss-ivf"}
         Neighbour search for typicality and coverage.
 
     Returns

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from xssr.selection.checks import check_count
-from xssr.selection.neighbors import distances_from_rows, prepare_embeddings, squared_norms
+from xssr.selection.nearest import NearestSelected
+from xssr.selection.neighbors import prepare_embeddings
 
 
 @dataclass(frozen=True)
@@ -42,19 +43,18 @@ def uncertainty_kcenter(X, scores: np.ndarray, budget: int, metric: str = "eucli
     n_pool = points.shape[0]
     budget = check_count(budget, n_pool)
     u = scale_scores(np.asarray(scores, dtype=np.float64))
-    centred = points - points.mean(axis=0)
-    sq_norms = squared_norms(centred)
-    nearest = np.full(n_pool, np.inf)
-    chosen = np.zeros(n_pool, dtype=bool)
+    state = NearestSelected(points, 1)  # skips pool blocks a pick cannot come closer to
+    u = u[state.order][None, :]  # the state's block order
+    chosen = np.zeros((1, n_pool), dtype=bool)
     picks = np.empty(budget, dtype=np.int64)
     weighted = np.empty(budget)
     if labeled is not None and len(labeled):
-        chosen[labeled] = True
-        nearest = distances_from_rows(centred, sq_norms, labeled).min(axis=0)
+        chosen[0, state.position[labeled]] = True
+        state.add_to_all(state.position[labeled])
     for step in range(budget):
-        value = u if not chosen.any() else u * nearest
-        pick = int(np.argmax(np.where(chosen, -1.0, value)))  # ties: the lowest index
-        picks[step], weighted[step] = pick, value[pick]
-        chosen[pick] = True
-        np.minimum(nearest, distances_from_rows(centred, sq_norms, [pick])[0], out=nearest)
-    return UncertaintyPicks(indices=picks, coverage=float(nearest.mean()), weighted_distance=weighted)
+        value = u if not chosen.any() else u * state.distance
+        pick = int(state.first_best(np.where(chosen, -1.0, value))[0])  # ties: the lowest index
+        picks[step], weighted[step] = state.order[pick], value[0, pick]
+        chosen[0, pick] = True
+        state.add(np.array([pick]))
+    return UncertaintyPicks(indices=picks, coverage=float(state.distance.mean()), weighted_distance=weighted)

@@ -49,13 +49,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .neighbors import (
-    distances_from_rows,
-    knn_mean_distance,
-    nearest_distance,
-    prepare_embeddings,
-    squared_norms,
-)
+from .nearest import NearestSelected
+from .neighbors import knn_mean_distance, nearest_distance, prepare_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -97,20 +92,77 @@ class XSSRRun(NamedTuple):
     components: dict[str, np.ndarray]
 
 
-def _zscore_remaining(values: np.ndarray, remaining: np.ndarray, n_remaining: int) -> np.ndarray:
-    """z-score each row of ``values`` over its remaining candidates.
+class _Spread(NamedTuple):
+    """Per-run mean and z-scale (1 / standard deviation, 0 for a flat term) of one term."""
 
-    values : (1 or n_alphas, n_pool) ; remaining : (n_alphas, n_pool) bool.
-    Returns (n_alphas, n_pool); entries of removed candidates are 0, rows with zero
-    spread are all 0.
-    """
-    mean = np.where(remaining, values, 0.0).sum(axis=1, keepdims=True) / n_remaining
-    dev = np.where(remaining, values - mean, 0.0)
-    std = np.sqrt((dev * dev).sum(axis=1, keepdims=True) / n_remaining)
+    mean: np.ndarray
+    scale: np.ndarray
+
+
+def _spread(mean: np.ndarray, var: np.ndarray) -> _Spread:
+    std = np.sqrt(np.maximum(var, 0.0))
     flat = std <= _ZERO_STD_RTOL * np.abs(mean)
-    dev /= np.where(flat, 1.0, std)
-    dev[flat[:, 0]] = 0.0
-    return dev
+    return _Spread(mean, np.where(flat, 0.0, 1.0 / np.where(flat, 1.0, std)))
+
+
+class _FixedTermStats:
+    """Mean and spread of a fixed per-sample term over each run's remaining candidates.
+
+    Density and novelty never change; each pick only removes one candidate per run. So
+    instead of a pass over the pool at every step, the sums of ``value - shift`` and its
+    square over the remaining candidates are kept and the removed value subtracted. When
+    the remaining sum of squares has shrunk 1000-fold since it was last computed exactly
+    (the removed values dominated it, so the subtractions may have cost digits), that run
+    is recomputed exactly over its remaining candidates and re-shifted to their mean.
+    """
+
+    def __init__(self, values: np.ndarray, blocked: np.ndarray):
+        self.values = values
+        n_runs = blocked.shape[0]
+        self.shift = np.zeros(n_runs)
+        self.sum = np.zeros(n_runs)
+        self.sum_sq = np.zeros(n_runs)
+        self.base_sq = np.zeros(n_runs)
+        self.count = np.zeros(n_runs)
+        self._exact(np.arange(n_runs), blocked)
+
+    def _exact(self, runs: np.ndarray, blocked: np.ndarray) -> None:
+        for r in runs:
+            remaining = self.values[blocked[r] == 0.0]
+            self.count[r] = remaining.size
+            self.shift[r] = remaining.mean() if remaining.size else 0.0
+            dev = remaining - self.shift[r]
+            self.sum[r] = dev.sum()
+            self.sum_sq[r] = self.base_sq[r] = float(dev @ dev)
+
+    def remove(self, picks: np.ndarray, blocked: np.ndarray) -> None:
+        dev = self.values[picks] - self.shift
+        self.sum -= dev
+        self.sum_sq -= dev * dev
+        self.count -= 1
+        drifted = np.flatnonzero(self.sum_sq < 1e-3 * self.base_sq)
+        if drifted.size:
+            self._exact(drifted, blocked)
+
+    def spread(self) -> _Spread:
+        count = np.maximum(self.count, 1.0)
+        offset = self.sum / count
+        return _spread(self.shift + offset, self.sum_sq / count - offset * offset)
+
+
+def _diversity_spread(distance: np.ndarray, remaining: np.ndarray, n_remaining: int,
+                      deviation: np.ndarray) -> _Spread:
+    """Mean and spread of each run's nearest-selected distance over its remaining candidates.
+
+    Selected samples are exactly 0 from themselves, so plain row sums are sums over the
+    remaining candidates. The deviations are taken from that mean (two passes, no
+    cancellation) at the remaining candidates only: ``deviation`` must hold 0 wherever
+    ``remaining`` is False.
+    """
+    mean = distance.sum(axis=1) / n_remaining
+    np.subtract(distance, mean[:, None], out=deviation, where=remaining)
+    var = np.einsum("ij,ij->i", deviation, deviation) / n_remaining
+    return _spread(mean, var)
 
 
 def greedy_lockstep(
@@ -129,6 +181,14 @@ def greedy_lockstep(
     already selected: diversity is the distance to the nearest labeled or picked image from the
     first step on, and coverage includes them.
 
+    Each run's score differs from Eq. 4 by a constant over its candidates (the terms'
+    means), which cannot change which candidate is highest, so a step costs a few passes
+    over ``(n_alphas, n_pool)`` arrays: two fixed terms combined by one small product, the
+    diversity term, and its mean and spread. Density and novelty spreads are kept up to
+    date without passes (:class:`_FixedTermStats`), and distances come from
+    :class:`~xssr.selection.nearest.NearestSelected`, which skips pool blocks a pick cannot
+    come closer to. The reported components are Eq. 4's, computed at each pick.
+
     Parameters
     ----------
     pool : ndarray of shape (n_pool, n_features), float64
@@ -144,72 +204,85 @@ def greedy_lockstep(
     Returns
     -------
     GreedyRun
-        Row ``r`` is exactly what a run with ``alphas=[alphas[r]]`` returns.
+        Row ``r`` is what a run with ``alphas=[alphas[r]]`` returns (to float64 rounding).
     """
     alphas = np.asarray(alphas, dtype=np.float64).ravel()
     if novelty is None and np.any(alphas > 0):
         raise ValueError("Novelty values are required when any alpha is > 0.")
     n_pool, n_alphas = pool.shape[0], alphas.size
-    alpha_col = alphas[:, None]
     rows = np.arange(n_alphas)
 
-    # Translation does not change distances; centring keeps the GEMM expansion accurate.
-    centred = pool - pool.mean(axis=0)
-    sq_norms = squared_norms(centred)
-
-    remaining = np.ones((n_alphas, n_pool), dtype=bool)
-    nearest_selected = np.full((n_alphas, n_pool), np.inf)
+    nearest = NearestSelected(pool, n_alphas)
+    order = nearest.order  # everything below is in the pool's block order
+    density_values = np.asarray(density, dtype=np.float64)[order]
+    novelty_values = (np.zeros(n_pool) if novelty is None
+                      else np.asarray(novelty, dtype=np.float64)[order])
+    fixed_terms = np.stack([density_values, novelty_values])
+    # 0 for a candidate, -inf once picked (or labeled): added to the scores, it rules them out.
+    blocked = np.zeros((n_alphas, n_pool))
     n_labeled = 0 if labeled is None else len(labeled)
     if n_labeled:
-        remaining[:, labeled] = False
-        nearest_selected[:] = distances_from_rows(centred, sq_norms, labeled).min(axis=0)
+        labeled_positions = nearest.position[np.asarray(labeled, dtype=np.int64)]
+        blocked[:, labeled_positions] = -np.inf
+        nearest.add_to_all(labeled_positions)
+    density_stats = _FixedTermStats(density_values, blocked)
+    novelty_stats = _FixedTermStats(novelty_values, blocked)
+    remaining = blocked == 0.0
+    score = np.empty((n_alphas, n_pool))
+    scratch = np.empty((n_alphas, n_pool))
+    deviation = np.zeros((n_alphas, n_pool))
+
     picks = np.empty((n_alphas, budget), dtype=np.int64)
     parts = {name: np.empty((n_alphas, budget)) for name in COMPONENTS}
-    density_row = np.asarray(density, dtype=np.float64)[None, :]
-    novelty_row = None if novelty is None else np.asarray(novelty, dtype=np.float64)[None, :]
-
+    novelty_weight = (1.0 - beta) * alphas
+    diversity_weight = (1.0 - beta) * (1.0 - alphas)
     for step in range(budget):
         n_remaining = n_pool - n_labeled - step
-        something_selected = step > 0 or n_labeled > 0
-        # Terms are z-scored even when their weight is 0 so that the reported components
-        # describe each pick fully; the cost is small next to the distance update.
-        z_density = _zscore_remaining(density_row, remaining, n_remaining)
-        # Without source embeddings every alpha is 0, so novelty's value never matters.
-        z_novelty = (
-            0.0 if novelty_row is None else _zscore_remaining(novelty_row, remaining, n_remaining)
-        )
         # Nothing is selected before the first pick: diversity is undefined and contributes 0.
-        z_diversity = (
-            _zscore_remaining(nearest_selected, remaining, n_remaining) if something_selected else 0.0
-        )
-        score = beta * z_density + (1.0 - beta) * (
-            alpha_col * z_novelty + (1.0 - alpha_col) * z_diversity
-        )
-        score = np.where(remaining, score, -np.inf)
-        pick = np.argmax(score, axis=1)  # first maximum: ties go to the lowest index
+        something_selected = step > 0 or n_labeled > 0
+        den, nov = density_stats.spread(), novelty_stats.spread()
+        if novelty is None:  # every alpha is 0: novelty's value never matters
+            nov = _Spread(np.zeros(n_alphas), np.zeros(n_alphas))
+        weights = np.stack([beta * den.scale, novelty_weight * nov.scale], axis=1)
+        np.matmul(weights, fixed_terms, out=score)
+        if something_selected:
+            div = _diversity_spread(nearest.distance, remaining, n_remaining, deviation)
+            np.multiply(nearest.distance, (diversity_weight * div.scale)[:, None], out=scratch)
+            score += scratch
+        else:
+            div = _Spread(np.zeros(n_alphas), np.zeros(n_alphas))
+        score += blocked
+        pick = nearest.first_best(score)
 
-        picks[:, step] = pick
-        parts["density"][:, step] = density_row[0, pick]
-        parts["novelty"][:, step] = np.nan if novelty_row is None else novelty_row[0, pick]
-        parts["diversity"][:, step] = nearest_selected[rows, pick] if something_selected else np.nan
-        for name, z in (
-            ("z_density", z_density), ("z_novelty", z_novelty), ("z_diversity", z_diversity)
-        ):
-            parts[name][:, step] = z[rows, pick] if isinstance(z, np.ndarray) else 0.0
-        parts["score"][:, step] = score[rows, pick]
+        picks[:, step] = order[pick]
+        diversity = nearest.distance[rows, pick] if something_selected else np.full(n_alphas, np.nan)
+        z = {
+            "z_density": (density_values[pick] - den.mean) * den.scale,
+            "z_novelty": (novelty_values[pick] - nov.mean) * nov.scale,
+            "z_diversity": (np.nan_to_num(diversity) - div.mean) * div.scale,
+        }
+        parts["density"][:, step] = density_values[pick]
+        parts["novelty"][:, step] = np.nan if novelty is None else novelty_values[pick]
+        parts["diversity"][:, step] = diversity
+        for name, values in z.items():
+            parts[name][:, step] = values
+        parts["score"][:, step] = beta * z["z_density"] + (1.0 - beta) * (
+            alphas * z["z_novelty"] + (1.0 - alphas) * z["z_diversity"])
 
+        blocked[rows, pick] = -np.inf
         remaining[rows, pick] = False
-        # Rows often agree on a pick; compute each distinct picked sample's row once.
-        unique_picks, row_of = np.unique(pick, return_inverse=True)
-        dist = distances_from_rows(centred, sq_norms, unique_picks)
-        np.minimum(nearest_selected, dist[row_of], out=nearest_selected)
+        deviation[rows, pick] = 0.0
+        density_stats.remove(pick, blocked)
+        novelty_stats.remove(pick, blocked)
+        nearest.add(pick)
 
     # Eq. 9: the running nearest-selected distance is exactly what coverage averages
     # (weighted, when a calibration other than the paper's weighs the pool images).
     if coverage_weights is None:
-        coverage = nearest_selected.mean(axis=1)
+        coverage = nearest.distance.mean(axis=1)
     else:
-        coverage = (nearest_selected * coverage_weights).sum(axis=1) / coverage_weights.sum()
+        weights = np.asarray(coverage_weights, dtype=np.float64)[order]
+        coverage = (nearest.distance * weights).sum(axis=1) / weights.sum()
     return GreedyRun(alphas=alphas, indices=picks, coverage=coverage, components=parts)
 
 
@@ -253,7 +326,7 @@ def xssr_select(
     k : int >= 1
     alpha_grid : array-like of shape (n_alphas,) or None
     metric : {"euclidean", "cosine"}
-    backend : {"auto", "numpy", "faiss"}
+    backend : {"auto", "numpy", "faiss", "faiss-ivf"}
 
     Returns
     -------
