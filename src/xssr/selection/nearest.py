@@ -88,52 +88,61 @@ class NearestSelected:
         # closer a computed distance can look than the true one. Doubled for safety.
         largest = float(self.sq_norms.max(initial=0.0))
         self._margin = 2.0 * math.sqrt((4.0 * points.shape[1] + 24.0) * 2.0**-53 * largest)
+        self.block_of = np.repeat(np.arange(counts.size), counts)
         self.distance = np.full((n_runs, n), np.inf)
         self.block_max = np.full((n_runs, counts.size), np.inf)
+        # (run, block) pairs whose distances changed since a user last cleared this.
+        self.touched = np.zeros((n_runs, counts.size), dtype=bool)
         self.rows_computed = 0  # distance rows x samples actually computed, for profiling
 
     @property
     def n_blocks(self) -> int:
         return self.radius.size
 
-    def _distances(self, pick: int, start: int, stop: int) -> np.ndarray:
-        """Distances ``(stop - start,)`` from position ``pick`` to positions ``start:stop``.
-
-        One matrix-vector product per pick, whatever the number of runs: a distance is then
-        computed the same way in a lone run and in a lockstep one, so they agree exactly.
-        """
-        dist = self.points[start:stop] @ self.points[pick]
+    def _distances(self, picks: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Distances ``(len(picks), stop - start)`` from positions ``picks`` to ``start:stop``."""
+        if picks.size == 1:  # matrix-vector: BLAS streams the block once at full speed
+            dist = (self.points[start:stop] @ self.points[picks[0]])[None, :]
+        else:  # one product streams the block once for every pick
+            dist = self.points[picks] @ self.points[start:stop].T
         dist *= -2.0
-        dist += self.sq_norms[start:stop]
-        dist += self.sq_norms[pick]
+        dist += self.sq_norms[picks][:, None]
+        dist += self.sq_norms[None, start:stop]
         np.maximum(dist, 0.0, out=dist)
         np.sqrt(dist, out=dist)
-        if start <= pick < stop:
-            dist[pick - start] = 0.0  # a sample is exactly 0 from itself
-        self.rows_computed += stop - start
+        inside = (picks >= start) & (picks < stop)
+        dist[np.flatnonzero(inside), picks[inside] - start] = 0.0  # a sample is 0 from itself
+        self.rows_computed += picks.size * (stop - start)
         return dist
 
     def add(self, picks: np.ndarray) -> None:
         """Select position ``picks[r]`` in run ``r`` and update every run's distances."""
         picks = np.asarray(picks, dtype=np.int64)
         unique, row_of = np.unique(picks, return_inverse=True)
+        runs_of = [np.flatnonzero(row_of == j) for j in range(unique.size)]
         # No sample of block b is nearer to pick p than ||p - centre_b|| - radius_b.
         to_centre = np.sqrt(np.maximum(
             squared_norms(self.points[unique])[:, None] + self._centre_sq[None, :]
             - 2.0 * self.points[unique] @ self.centres.T, 0.0))
         lower = to_centre - self.radius - (self._margin + 1e-12 * (to_centre + self.radius))
-        for j, pick in enumerate(unique):
-            runs = np.flatnonzero(row_of == j)
-            # Blocks where some run of this pick might get closer; the others are skipped.
-            needed = (lower[j] < self.block_max[runs]).any(axis=0)
-            for first, last in _runs(needed):
-                start, stop = self.starts[first], self.starts[last]
-                dist = self._distances(int(pick), start, stop)
-                offsets = self.starts[first:last] - start
-                for r in runs:
+        # needed[j, b]: some run of pick j might get closer to a sample of block b.
+        needed = np.stack([(lower[j] < self.block_max[runs].max(axis=0)) for j, runs in enumerate(runs_of)])
+        # Consecutive blocks needed by the same picks are done by one product.
+        changes = np.flatnonzero((needed[:, 1:] != needed[:, :-1]).any(axis=0)) + 1
+        bounds = np.concatenate([[0], changes, [self.n_blocks]])
+        for first, last in zip(bounds[:-1], bounds[1:]):
+            which = np.flatnonzero(needed[:, first])
+            if not which.size:
+                continue
+            start, stop = self.starts[first], self.starts[last]
+            dist = self._distances(unique[which], start, stop)
+            offsets = self.starts[first:last] - start
+            for row, j in enumerate(which):
+                for r in runs_of[j]:
                     window = self.distance[r, start:stop]
-                    np.minimum(window, dist, out=window)
+                    np.minimum(window, dist[row], out=window)
                     self.block_max[r, first:last] = np.maximum.reduceat(window, offsets)
+                    self.touched[r, first:last] = True
 
     def first_best(self, score: np.ndarray) -> np.ndarray:
         """Per run, the position of the highest ``score`` (block order, ``(n_runs, n)``);
@@ -163,6 +172,7 @@ class NearestSelected:
             nearest[rows] = 0.0  # a sample is exactly 0 from itself
             np.minimum(self.distance, nearest, out=self.distance)
         self.block_max = np.maximum.reduceat(self.distance, self.starts[:-1], axis=1)
+        self.touched[:] = True
 
 
 def _along_main_axis(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -179,9 +189,3 @@ def _along_main_axis(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
     rank = np.empty(labels.max() + 1, dtype=np.int64)
     rank[used[np.argsort(centres @ axis, kind="stable")]] = np.arange(used.size)
     return rank[labels]
-
-
-def _runs(mask: np.ndarray):
-    """``(first, last)`` of each maximal run of True in ``mask`` (last exclusive)."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[False], mask, [False]]).astype(np.int8)))
-    return zip(edges[::2], edges[1::2])

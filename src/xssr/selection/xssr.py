@@ -150,19 +150,95 @@ class _FixedTermStats:
         return _spread(self.shift + offset, self.sum_sq / count - offset * offset)
 
 
-def _diversity_spread(distance: np.ndarray, remaining: np.ndarray, n_remaining: int,
-                      deviation: np.ndarray) -> _Spread:
+class _DiversityStats:
     """Mean and spread of each run's nearest-selected distance over its remaining candidates.
 
-    Selected samples are exactly 0 from themselves, so plain row sums are sums over the
-    remaining candidates. The deviations are taken from that mean (two passes, no
-    cancellation) at the remaining candidates only: ``deviation`` must hold 0 wherever
-    ``remaining`` is False.
+    Kept per (run, block) as count, mean and sum of squared deviations over the block's
+    remaining candidates, and combined across blocks with the exact parallel formula (Chan,
+    Golub & LeVeque). A pick changes the distances of only the blocks it could come closer
+    to (``NearestSelected.touched``) and removes one candidate from its own block, so only
+    those blocks are summed again.
     """
-    mean = distance.sum(axis=1) / n_remaining
-    np.subtract(distance, mean[:, None], out=deviation, where=remaining)
-    var = np.einsum("ij,ij->i", deviation, deviation) / n_remaining
-    return _spread(mean, var)
+
+    def __init__(self, nearest: NearestSelected, remaining: np.ndarray):
+        shape = nearest.block_max.shape
+        self.nearest, self.remaining = nearest, remaining
+        self.count, self.mean, self.m2 = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+
+    def refresh(self) -> None:
+        nearest = self.nearest
+        for block in np.flatnonzero(nearest.touched.any(axis=0)):
+            runs = np.flatnonzero(nearest.touched[:, block])
+            start, stop = nearest.starts[block], nearest.starts[block + 1]
+            mask = self.remaining[runs, start:stop]
+            values = np.where(mask, nearest.distance[runs, start:stop], 0.0)
+            count = mask.sum(axis=1)
+            mean = values.sum(axis=1) / np.maximum(count, 1)
+            deviation = np.where(mask, values - mean[:, None], 0.0)
+            self.count[runs, block], self.mean[runs, block] = count, mean
+            self.m2[runs, block] = np.einsum("ij,ij->i", deviation, deviation)
+        nearest.touched[:] = False
+
+    def spread(self) -> _Spread:
+        total = self.count.sum(axis=1)
+        mean = (self.count * self.mean).sum(axis=1) / total
+        m2 = self.m2.sum(axis=1) + (self.count * (self.mean - mean[:, None]) ** 2).sum(axis=1)
+        return _Spread(mean, m2 / total)
+
+    def __call__(self) -> _Spread:
+        self.refresh()
+        mean, var = self.spread()
+        return _spread(mean, var)
+
+
+def _best_candidates(nearest: NearestSelected, fixed_terms: np.ndarray, fixed_max: np.ndarray,
+                     weights: np.ndarray, diversity_weight: np.ndarray | None,
+                     blocked: np.ndarray) -> np.ndarray:
+    """Per run, the position of the highest score ``w_d d + w_n n + w_v v`` among its remaining
+    candidates (exact ties: the lowest pool index), visiting as few blocks as it can.
+
+    All weights are >= 0, so within a block no score can exceed the same expression at the
+    block's largest density, novelty and distance; rounding is monotone, so this bound holds
+    in floating point too when computed in the same order. The block with the highest bound
+    is scored first; then only blocks whose bound reaches the best score so far can hold a
+    better one. When that is most of the pool, the whole row is scored at once instead (one
+    vectorised pass beats many small ones). ``diversity_weight`` is None before anything is
+    selected (distances are still inf).
+    """
+    starts, n_pool = nearest.starts, nearest.distance.shape[1]
+    bound = weights @ fixed_max  # (n_runs, n_blocks)
+    if diversity_weight is not None:
+        bound = bound + diversity_weight[:, None] * nearest.block_max
+
+    def score(r, start, stop):
+        values = weights[r, 0] * fixed_terms[0, start:stop] + weights[r, 1] * fixed_terms[1, start:stop]
+        if diversity_weight is not None:
+            values += diversity_weight[r] * nearest.distance[r, start:stop]
+        values += blocked[r, start:stop]
+        return values
+
+    picks = np.empty(bound.shape[0], dtype=np.int64)
+    for r in range(bound.shape[0]):
+        ranked = np.argsort(-bound[r], kind="stable")
+        first = ranked[0]
+        values = score(r, starts[first], starts[first + 1])
+        top = int(np.argmax(values))  # within a block positions follow the pool order
+        best, best_position = values[top], starts[first] + top
+        rest = ranked[1:][bound[r, ranked[1:]] >= best]
+        if (starts[rest + 1] - starts[rest]).sum() > n_pool // 4:
+            picks[r] = nearest.first_best(score(r, 0, n_pool)[None, :])[0]
+            continue
+        for block in rest:
+            if bound[r, block] < best:
+                continue
+            start, stop = starts[block], starts[block + 1]
+            values = score(r, start, stop)
+            top = int(np.argmax(values))
+            if values[top] > best or (values[top] == best
+                                      and nearest.order[start + top] < nearest.order[best_position]):
+                best, best_position = values[top], start + top
+        picks[r] = best_position
+    return picks
 
 
 def greedy_lockstep(
@@ -182,12 +258,13 @@ def greedy_lockstep(
     first step on, and coverage includes them.
 
     Each run's score differs from Eq. 4 by a constant over its candidates (the terms'
-    means), which cannot change which candidate is highest, so a step costs a few passes
-    over ``(n_alphas, n_pool)`` arrays: two fixed terms combined by one small product, the
-    diversity term, and its mean and spread. Density and novelty spreads are kept up to
-    date without passes (:class:`_FixedTermStats`), and distances come from
-    :class:`~xssr.selection.nearest.NearestSelected`, which skips pool blocks a pick cannot
-    come closer to. The reported components are Eq. 4's, computed at each pick.
+    means), which cannot change which candidate is highest. So a step needs no pass over the
+    pool: the pool is split into blocks (:class:`~xssr.selection.nearest.NearestSelected`,
+    which also skips the blocks a pick cannot come closer to), the highest score is found
+    by visiting blocks in the order of an upper bound of their scores
+    (:func:`_best_candidates`), and the terms' means and spreads are kept up to date block by
+    block (:class:`_FixedTermStats`, :class:`_DiversityStats`). The reported components are
+    Eq. 4's, computed at each pick.
 
     Parameters
     ----------
@@ -218,41 +295,34 @@ def greedy_lockstep(
     novelty_values = (np.zeros(n_pool) if novelty is None
                       else np.asarray(novelty, dtype=np.float64)[order])
     fixed_terms = np.stack([density_values, novelty_values])
+    fixed_max = np.maximum.reduceat(fixed_terms, nearest.starts[:-1], axis=1)
     # 0 for a candidate, -inf once picked (or labeled): added to the scores, it rules them out.
     blocked = np.zeros((n_alphas, n_pool))
+    remaining = np.ones((n_alphas, n_pool), dtype=bool)
     n_labeled = 0 if labeled is None else len(labeled)
     if n_labeled:
         labeled_positions = nearest.position[np.asarray(labeled, dtype=np.int64)]
         blocked[:, labeled_positions] = -np.inf
+        remaining[:, labeled_positions] = False
         nearest.add_to_all(labeled_positions)
     density_stats = _FixedTermStats(density_values, blocked)
     novelty_stats = _FixedTermStats(novelty_values, blocked)
-    remaining = blocked == 0.0
-    score = np.empty((n_alphas, n_pool))
-    scratch = np.empty((n_alphas, n_pool))
-    deviation = np.zeros((n_alphas, n_pool))
+    diversity_stats = _DiversityStats(nearest, remaining)
 
     picks = np.empty((n_alphas, budget), dtype=np.int64)
     parts = {name: np.empty((n_alphas, budget)) for name in COMPONENTS}
     novelty_weight = (1.0 - beta) * alphas
     diversity_weight = (1.0 - beta) * (1.0 - alphas)
     for step in range(budget):
-        n_remaining = n_pool - n_labeled - step
         # Nothing is selected before the first pick: diversity is undefined and contributes 0.
         something_selected = step > 0 or n_labeled > 0
         den, nov = density_stats.spread(), novelty_stats.spread()
         if novelty is None:  # every alpha is 0: novelty's value never matters
             nov = _Spread(np.zeros(n_alphas), np.zeros(n_alphas))
+        div = diversity_stats() if something_selected else _Spread(np.zeros(n_alphas), np.zeros(n_alphas))
         weights = np.stack([beta * den.scale, novelty_weight * nov.scale], axis=1)
-        np.matmul(weights, fixed_terms, out=score)
-        if something_selected:
-            div = _diversity_spread(nearest.distance, remaining, n_remaining, deviation)
-            np.multiply(nearest.distance, (diversity_weight * div.scale)[:, None], out=scratch)
-            score += scratch
-        else:
-            div = _Spread(np.zeros(n_alphas), np.zeros(n_alphas))
-        score += blocked
-        pick = nearest.first_best(score)
+        pick = _best_candidates(nearest, fixed_terms, fixed_max, weights,
+                                diversity_weight * div.scale if something_selected else None, blocked)
 
         picks[:, step] = order[pick]
         diversity = nearest.distance[rows, pick] if something_selected else np.full(n_alphas, np.nan)
@@ -271,10 +341,10 @@ def greedy_lockstep(
 
         blocked[rows, pick] = -np.inf
         remaining[rows, pick] = False
-        deviation[rows, pick] = 0.0
         density_stats.remove(pick, blocked)
         novelty_stats.remove(pick, blocked)
         nearest.add(pick)
+        nearest.touched[rows, nearest.block_of[pick]] = True  # one candidate fewer there
 
     # Eq. 9: the running nearest-selected distance is exactly what coverage averages
     # (weighted, when a calibration other than the paper's weighs the pool images).
