@@ -4,6 +4,10 @@ Each call checks every input it will touch before any stage starts (nothing is w
 something is wrong), then hands over to :class:`xssr.pipeline.Pipeline`, which runs the
 stages forward and reuses every finished one (see :mod:`xssr.pipeline.run` for the run
 folder's layout).
+
+The pipeline commands (pretrain, embed, select, train, evaluate, run, demo) also run under
+torchrun, one call per process: rank 0 writes every file, and each call returns once they are
+written (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from xssr.report.run_text import metrics_table
 from xssr.selection import SelectionResult
 from xssr.selection import select as _select_core
 from xssr.selection.registry import get_method, method_names
+from xssr.train import distributed
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +55,7 @@ class RunResult:
 
 
 def _checked_inputs(config: RunConfig, command: str, progress: bool = False) -> Inputs:
-    inputs = Inputs(config, progress=progress)
+    inputs = Inputs(config, progress=progress and distributed.is_main())
     groups, masks = plan(config, command)
     inputs.check(groups, masks)
     if command in _SELECTING_COMMANDS:
@@ -72,10 +77,11 @@ def _open(config: RunConfig, out: str | Path, command: str, progress: bool) -> P
     check_writable_folder(out)
     inputs = _checked_inputs(config, command, progress)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in _RUN_FILES:  # of a run killed mid-write; only xssr's own names in a folder the user chose
-        remove_interrupted_writes(out, name)
-    write_json(out / "config.json", config.to_dict())
+    if distributed.is_main():  # under torchrun every process checks, one writes
+        out.mkdir(parents=True, exist_ok=True)
+        for name in _RUN_FILES:  # of a run killed mid-write; only xssr's own names in a folder the user chose
+            remove_interrupted_writes(out, name)
+        write_json(out / "config.json", config.to_dict())
     return Pipeline(config, out, inputs, progress=progress)
 
 
@@ -123,8 +129,10 @@ def run(config: RunConfig, out: str | Path, *, progress: bool = False) -> RunRes
     metrics, selections = pipeline.run()
     result = RunResult(out=pipeline.out, metrics=metrics,
                        selections={m: s.path("selection") for m, s in selections.items()})
-    write_json(pipeline.out / "metrics.json", result.metrics)
-    _write_run_manifest(pipeline, started_with)
+    if distributed.is_main():
+        write_json(pipeline.out / "metrics.json", result.metrics)
+        _write_run_manifest(pipeline, started_with)
+    distributed.barrier()
     return result
 
 
@@ -143,8 +151,10 @@ def run_seeds(config: RunConfig, out: str | Path, seeds: Sequence[int], *, progr
     _checked_inputs(config, "run", progress)  # every problem, before the first seed trains anything
     results = {s: run(dataclasses.replace(config, seed=int(s)), out / f"seed-{s}", progress=progress) for s in seeds}
     per_seed = {s: r.metrics for s, r in results.items()}
-    write_json(out / "seeds.json", {"seeds": list(seeds), "metrics": {str(s): m for s, m in per_seed.items()},
-                                    "summary": seeds_table(per_seed)})
+    if distributed.is_main():
+        write_json(out / "seeds.json", {"seeds": list(seeds), "metrics": {str(s): m for s, m in per_seed.items()},
+                                        "summary": seeds_table(per_seed)})
+    distributed.barrier()
     return results
 
 
@@ -235,7 +245,10 @@ def demo(out: str | Path, *, progress: bool = False, seed: int = 0) -> RunResult
     """Make a small SYNTHETIC two-domain set under OUT/data and run the whole pipeline on it."""
     out = Path(out)
     check_writable_folder(out)
-    manifest = make_synthetic_dataset(out / "data", n_source=60, n_pool=100, n_test=40, seed=seed)
+    manifest = None
+    if distributed.is_main():
+        manifest = make_synthetic_dataset(out / "data", n_source=60, n_pool=100, n_test=40, seed=seed)
+    manifest = distributed.agree(manifest)  # sent once rank 0 has written the data
     return run(demo_config(manifest, seed), out, progress=progress)
 
 

@@ -24,6 +24,10 @@ class Embedder(Protocol):
     name: str
     learns: bool
     checkpoint: str  # file name of the fitted state in the pretrain stage
+    #: Optional, default False: each row depends on its own image alone (not on the others in
+    #: the group or batch), so under torchrun the pipeline gives every process a contiguous share
+    #: of the records and puts the rows end to end. Otherwise rank 0 embeds alone.
+    per_image: bool
 
     def settings(self) -> dict[str, Any]:
         """What identifies its output besides the images: enters the stage fingerprints."""

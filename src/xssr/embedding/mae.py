@@ -18,6 +18,7 @@ class MAEEmbedder:
     name = "mae"
     learns = True
     checkpoint = "mae.pt"
+    per_image = True  # a row depends on its image alone: torchrun may split the images
 
     def __init__(self, config: PretrainConfig):
         self.config = config

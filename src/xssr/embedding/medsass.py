@@ -28,6 +28,7 @@ class MedSASSEmbedder:
     name = "medsass"
     learns = True
     checkpoint = "medsass.pt"
+    per_image = True  # a row depends on its image alone: torchrun may split the images
 
     def __init__(self, pretrain: PretrainConfig, train: TrainConfig):
         self.pretrain, self.train = pretrain, train

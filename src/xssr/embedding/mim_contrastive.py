@@ -71,6 +71,7 @@ class MIMContrastiveEmbedder:
     name = "mim-contrastive"
     learns = True
     checkpoint = "mim_contrastive.pt"
+    per_image = True  # a row depends on its image alone: torchrun may split the images
     pretrain_groups = ("source", "pool")  # target-informed: the unlabeled pool always takes part
 
     def __init__(self, config: PretrainConfig):
@@ -109,6 +110,9 @@ class MIMContrastiveEmbedder:
             contrast = nt_xent(net["head"](net["mae"].embed(first).float()), net["head"](net["mae"].embed(second).float()))
             return reconstruction + contrast
 
+        # Not distribute=True: NT-Xent compares each image with every other one in the batch and the
+        # views are drawn inside the loss, so a share alone would give another model; under
+        # torchrun every process trains it whole.
         history = train_minibatches(model, [torch.from_numpy(images)], loss_fn, epochs=c.epochs,
                                     batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay, seed=seed,
                                     device=device, precision=c.precision, progress=progress)

@@ -34,6 +34,7 @@ class SourceUNetEmbedder:
     learns = False  # no pretrain stage: its model is the source-train stage
     uses_source_model = True
     checkpoint = "unet.pt"
+    per_image = True  # a row depends on its image alone: torchrun may split the images
 
     def __init__(self, config: TrainConfig):
         self.config = config

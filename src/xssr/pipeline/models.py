@@ -1,6 +1,8 @@
 """The stages that train and read U-Nets: the source model, the recipe's model and the source
 model's uncertainty. A mixin of :class:`xssr.pipeline.run.Pipeline`, which provides the stage
-bookkeeping (``_shared``, ``_reuse``, ``_exclusive``, ``_done``, ``_result``), the inputs and the device.
+bookkeeping (``_shared``, ``_reuse``, ``_exclusive``, ``_done``, ``_start``, ``_written``, ``_result``),
+the inputs and the device. Under torchrun every process trains (the U-Net as one DDP model, see
+xssr.train.distributed) and rank 0 alone writes; the uncertainty is rank 0's alone.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from xssr.data import ImageRecord, InputError, iter_arrays, load_arrays
 from xssr.pipeline.stage import Stage
 from xssr.report.io import save_array, write_csv
 from xssr.report.provenance import config_fingerprint
+from xssr.train import distributed
 
 
 @dataclass(frozen=True)
@@ -65,23 +68,24 @@ class ModelStages:
         with self._exclusive(stage):
             if self._done(stage, "uncertainty.npy"):
                 return self._reuse(stage)
-            import torch
+            if distributed.is_main():  # on one process; the others wait for its file
+                import torch
 
-            from xssr.train import load_unet, predict_probabilities
+                from xssr.train import load_unet, predict_probabilities
 
-            started = stage.start()
-            model = load_unet(torch.load(source.path("checkpoint"), map_location="cpu", weights_only=True),
-                              self.inputs.channels, self.config.train)
-            d, values = self.config.data, []
-            for batch in iter_arrays(self.inputs.records["pool"], d.image_size, self.inputs.channels, d.normalize,
-                                     batch_size=64):
-                p = np.clip(predict_probabilities(model, batch, device=self.device,
-                                                  precision=self.config.train.precision, tta=True), 1e-6, 1 - 1e-6)
-                entropy = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
-                values.append(entropy.reshape(len(p), -1).mean(axis=1))
-            save_array(stage.folder / "uncertainty.npy", np.concatenate(values).astype(np.float32))
-            stage.finish(started, {"scores": "uncertainty.npy", "n_pool": len(self.inputs.records["pool"])})
-            return self._result(stage)
+                started = stage.start()
+                model = load_unet(torch.load(source.path("checkpoint"), map_location="cpu", weights_only=True),
+                                  self.inputs.channels, self.config.train)
+                d, values = self.config.data, []
+                for batch in iter_arrays(self.inputs.records["pool"], d.image_size, self.inputs.channels, d.normalize,
+                                         batch_size=64):
+                    p = np.clip(predict_probabilities(model, batch, device=self.device,
+                                                      precision=self.config.train.precision, tta=True), 1e-6, 1 - 1e-6)
+                    entropy = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+                    values.append(entropy.reshape(len(p), -1).mean(axis=1))
+                save_array(stage.folder / "uncertainty.npy", np.concatenate(values).astype(np.float32))
+                stage.finish(started, {"scores": "uncertainty.npy", "n_pool": len(self.inputs.records["pool"])})
+            return self._written(stage)
 
     # ---- stage 3: U-Net
     def _model_settings(self, *, recipe: bool) -> dict[str, Any]:
@@ -109,7 +113,7 @@ class ModelStages:
         with self._exclusive(stage):
             if self._done(stage, "unet.pt"):  # made by another process while we waited
                 return self._reuse(stage)
-            started = stage.start()
+            started = self._start(stage)
             images, masks = self.inputs.arrays("source", with_masks=True)
             from xssr.train import train_unet
 
@@ -126,15 +130,17 @@ class ModelStages:
                     extra: dict[str, Any] | None = None) -> StageResult:
         from xssr.train.checkpoint import save_state
 
-        save_state(stage.folder / "unet.pt", model.state_dict())
-        write_csv(stage.folder / "history.csv", [{"epoch": i + 1, "loss": v} for i, v in enumerate(history.epoch_loss)])
-        stage.finish(started, {
-            "checkpoint": "unet.pt", "n_train": n_train, "in_channels": self.inputs.channels,
-            "steps": history.steps, "train_seconds": round(history.seconds, 2),
-            "images_per_second": round(history.samples_per_second, 2), "precision": history.precision,
-            **(extra or {}),
-        })
-        return self._result(stage)
+        if distributed.is_main():  # every process holds the same trained weights; one writes them
+            save_state(stage.folder / "unet.pt", model.state_dict())
+            write_csv(stage.folder / "history.csv",
+                      [{"epoch": i + 1, "loss": v} for i, v in enumerate(history.epoch_loss)])
+            stage.finish(started, {
+                "checkpoint": "unet.pt", "n_train": n_train, "in_channels": self.inputs.channels,
+                "steps": history.steps, "train_seconds": round(history.seconds, 2),
+                "images_per_second": round(history.samples_per_second, 2), "precision": history.precision,
+                **(extra or {}),
+            })
+        return self._written(stage)
 
     def train(self, method: str, selection: StageResult) -> StageResult:
         """Train a U-Net for the images of ``selection`` (their masks must exist) with the configured recipe."""
@@ -185,7 +191,7 @@ class ModelStages:
                 extra["target_model_seconds"] = target.outputs["train_seconds"]
             if ssl is not None:
                 data.ssl_state = torch.load(ssl.path("checkpoint"), map_location="cpu", weights_only=True)
-            started = stage.start()
+            started = self._start(stage)
             model, history = recipe.load()(
                 data, cfg, seed=self.config.seed, device=self.device,
                 progress=progress_bar(self.progress, f"train U-Net ({method}, {cfg.recipe})", cfg.epochs))

@@ -14,6 +14,11 @@ written once, in :meth:`Pipeline.run`. Stages that depend only on their inputs (
 embeddings and the source-trained U-Net) can live in a shared *store* instead, ``STORE/<stage>/<fingerprint>/``, where
 every run and benchmark suite with the same data and settings finds them. The API, the CLI
 and the benchmark all go through this class.
+
+Under torchrun every process walks the same stages in the same order (xssr.train.distributed):
+rank 0 decides whether a stage is finished and writes every file; training and embedding are
+split over the processes; the others wait for rank 0 at the end of each stage and read what it
+wrote (so OUT and the store must be on a file system all of them see).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from xssr.report.provenance import config_fingerprint
 from xssr.selection import SelectionResult
 from xssr.selection import select as select_core
 from xssr.selection.registry import get_method
+from xssr.train import distributed
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +70,7 @@ class Pipeline(ModelStages):
         self.out = Path(out)
         self.inputs = inputs
         self.store = Path(store) if store is not None else None
-        self.progress = progress
+        self.progress = progress and distributed.is_main()  # one bar, not one per process
         self._device = None
         self._announced: set[str] = set()
         self._settings = fingerprint_settings(config)
@@ -75,7 +81,7 @@ class Pipeline(ModelStages):
     @property
     def device(self):
         if self._device is None:
-            self._device = resolve_device(self.config.device)
+            self._device = distributed.device(resolve_device(self.config.device))
         return self._device
 
     # ---- bookkeeping
@@ -99,7 +105,18 @@ class Pipeline(ModelStages):
         return result
 
     def _done(self, stage: Stage, *files: str) -> bool:
-        return stage.is_complete() and all((stage.folder / f).exists() for f in files)
+        # Rank 0's answer on every process: one that skipped a stage the others train would
+        # leave them waiting for it.
+        return distributed.agree(stage.is_complete() and all((stage.folder / f).exists() for f in files))
+
+    def _start(self, stage: Stage) -> float:
+        """Start a stage that rank 0 writes (every process may compute it)."""
+        return stage.start() if distributed.is_main() else 0.0
+
+    def _written(self, stage: Stage) -> StageResult:
+        """The result of a stage rank 0 has just finished, read by every process once it is written."""
+        distributed.barrier()
+        return self._result(stage)
 
     # ---- stage 1: the embedder (the paper's MAE by default)
     def _pretrain_groups(self) -> list[str]:
@@ -113,8 +130,9 @@ class Pipeline(ModelStages):
 
     @contextlib.contextmanager
     def _exclusive(self, stage: Stage):
-        """Hold the store's lock of a shared stage: parallel sweeps make it once, the others then reuse it."""
-        if self.store is None:
+        """Hold the store's lock of a shared stage: parallel sweeps make it once, the others then reuse it.
+        Under torchrun rank 0 holds it for all its processes."""
+        if self.store is None or not distributed.is_main():
             yield
             return
         import fcntl
@@ -137,18 +155,20 @@ class Pipeline(ModelStages):
             return self._fit(stage)
 
     def _fit(self, stage: Stage) -> StageResult:
-        started = stage.start()
+        started = self._start(stage)
         images = np.concatenate([self.inputs.arrays(g, with_masks=False)[0] for g in self._pretrain_groups()])
+        # Every process fits (the MAE and MedSASS train as one DDP model; others repeat the work).
         model, facts = self.embedder.fit(images, seed=self.config.seed, device=self.device,
                                          progress=progress_bar(self.progress, f"pretrain {self.embedder.name}",
                                                             self.config.pretrain.epochs))
-        self.embedder.save(model, stage.folder / self.embedder.checkpoint)
-        history = facts.pop("history", [])
-        if history:
-            write_csv(stage.folder / "history.csv", history)
-        stage.finish(started, {"checkpoint": self.embedder.checkpoint, "n_images": len(images),
-                               "in_channels": self.inputs.channels, **facts})
-        return self._result(stage)
+        if distributed.is_main():
+            self.embedder.save(model, stage.folder / self.embedder.checkpoint)
+            history = facts.pop("history", [])
+            if history:
+                write_csv(stage.folder / "history.csv", history)
+            stage.finish(started, {"checkpoint": self.embedder.checkpoint, "n_images": len(images),
+                                   "in_channels": self.inputs.channels, **facts})
+        return self._written(stage)
 
     def _embed_groups(self) -> list[str]:
         return [g for g in ("source", "pool") if g in self.inputs.records]
@@ -193,31 +213,52 @@ class Pipeline(ModelStages):
             return self._embed(stage, fitted)
 
     def _embed(self, stage: Stage, fitted: StageResult | None) -> StageResult:
-        started = stage.start()
-        d, counts, files = self.config.data, {}, {}
+        started = self._start(stage)
+        counts, files = {}, {}
         for group in self._embed_groups():
-            records = self.inputs.records[group]
-
-            def batches(group=group, records=records):
-                decoded = self.inputs.decoded(group)
-                if decoded is not None:  # already decoded for fitting: embed from memory
-                    return (decoded[i:i + 64] for i in range(0, len(decoded), 64))
-                # else stream, so a large pool is embedded in bounded memory
-                return iter_arrays(records, d.image_size, self.inputs.channels, d.normalize, batch_size=64)
-
-            embedding = self.embedder.embed(group, records, batches, channels=self.inputs.channels,
-                                            checkpoint=fitted.path("checkpoint") if fitted else None,
-                                            device=self.device)
-            if embedding is None:
+            embedding = self._embed_group(group, fitted)
+            if embedding is None or not distributed.is_main():
                 continue
             files[group] = f"{group}.npy"
             save_array(stage.folder / files[group], embedding)
             counts[group] = int(len(embedding))
-        write_csv(stage.folder / "pool_index.csv",
-                  [record_row(i, r) for i, r in enumerate(self.inputs.records["pool"])])
-        stage.finish(started, {"files": files, "counts": counts, "embedder": self.embedder.name,
-                               "seed": self.config.seed, "pool_spec": self.config.data.pool})
-        return self._result(stage)
+        if distributed.is_main():
+            write_csv(stage.folder / "pool_index.csv",
+                      [record_row(i, r) for i, r in enumerate(self.inputs.records["pool"])])
+            stage.finish(started, {"files": files, "counts": counts, "embedder": self.embedder.name,
+                                   "seed": self.config.seed, "pool_spec": self.config.data.pool})
+        return self._written(stage)
+
+    def _embed_group(self, group: str, fitted: StageResult | None) -> np.ndarray | None:
+        """One group's embeddings, one row per record in record order (None: none for this group).
+
+        Under torchrun, an embedder whose rows each depend on one image alone (``per_image``) runs
+        in every process on a contiguous share of the records and rank 0 puts the shares end to
+        end (the others get None); any other embedder runs on rank 0 only.
+        """
+        records = self.inputs.records[group]
+        split = distributed.active() and getattr(self.embedder, "per_image", False)
+        if not split and not distributed.is_main():
+            return None
+        share = distributed.share(len(records)) if split else slice(0, len(records))
+        d = self.config.data
+
+        def batches():
+            decoded = self.inputs.decoded(group)
+            if decoded is not None:  # already decoded for fitting: embed from memory
+                decoded = decoded[share]
+                return (decoded[i:i + 64] for i in range(0, len(decoded), 64))
+            # else stream, so a large pool is embedded in bounded memory
+            return iter_arrays(records[share], d.image_size, self.inputs.channels, d.normalize, batch_size=64)
+
+        embedding = self.embedder.embed(group, records[share], batches, channels=self.inputs.channels,
+                                        checkpoint=fitted.path("checkpoint") if fitted else None, device=self.device)
+        if not split:
+            return embedding
+        parts = distributed.gather(embedding)
+        if parts is None or any(part is None for part in parts):
+            return None
+        return np.concatenate(parts)
 
     # ---- stage 2: selection
     def select(self, method: str, embeddings: StageResult | None) -> StageResult:
@@ -240,31 +281,33 @@ class Pipeline(ModelStages):
         stage = Stage(self.out / "select" / method, name=f"select/{method}", inputs=inputs)
         if self._done(stage, "selection.csv"):
             return self._reuse(stage)
-        started = stage.start()
-        if spec.algorithm is None:
-            result = SelectionResult(method=method, indices=np.arange(len(pool)), coverage=0.0)
-        elif embeddings is None:
-            # Random picks depend on the pool size only; without embeddings coverage is unknown.
-            result = select_core(np.zeros((len(pool), 1), np.float32), None, random_state=self.config.seed,
-                                 sites=[r.site for r in pool], labeled=labeled or None, **settings)
-            result = dataclasses.replace(result, coverage=float("nan"))
-        else:
-            # The manifest says which files this embedding made (a stale source.npy may lie beside them).
-            source = embeddings.outputs["files"].get("source")
-            result = select_core(np.load(embeddings.folder / "pool.npy"),
-                                 np.load(embeddings.folder / source) if source else None,
-                                 random_state=self.config.seed, sites=[r.site for r in pool],
-                                 scores=np.load(scores.path("scores")) if scores is not None else None,
-                                 labeled=labeled or None, **settings)
-        from xssr.exchange.selection_csv import write_selection
+        if distributed.is_main():  # numpy on one process; the others wait for its file
+            started = stage.start()
+            if spec.algorithm is None:
+                result = SelectionResult(method=method, indices=np.arange(len(pool)), coverage=0.0)
+            elif embeddings is None:
+                # Random picks depend on the pool size only; without embeddings coverage is unknown.
+                result = select_core(np.zeros((len(pool), 1), np.float32), None, random_state=self.config.seed,
+                                     sites=[r.site for r in pool], labeled=labeled or None, **settings)
+                result = dataclasses.replace(result, coverage=float("nan"))
+            else:
+                # The manifest says which files this embedding made (a stale source.npy may lie beside them).
+                source = embeddings.outputs["files"].get("source")
+                # Memory-mapped: selection makes its own float64 copy, and need not hold a second one.
+                result = select_core(np.load(embeddings.folder / "pool.npy", mmap_mode="r"),
+                                     np.load(embeddings.folder / source, mmap_mode="r") if source else None,
+                                     random_state=self.config.seed, sites=[r.site for r in pool],
+                                     scores=np.load(scores.path("scores")) if scores is not None else None,
+                                     labeled=labeled or None, **settings)
+            from xssr.exchange.selection_csv import write_selection
 
-        write_selection(stage.folder, result, pool)
-        stage.finish(started, {
-            "selection": "selection.csv", "n_selected": int(len(result.indices)), "alpha": result.alpha,
-            "coverage": None if np.isnan(result.coverage) else result.coverage,
-            "alpha_curve": [list(pair) for pair in result.alpha_curve], "delta": result.delta,
-        })
-        return self._result(stage)
+            write_selection(stage.folder, result, pool)
+            stage.finish(started, {
+                "selection": "selection.csv", "n_selected": int(len(result.indices)), "alpha": result.alpha,
+                "coverage": None if np.isnan(result.coverage) else result.coverage,
+                "alpha_curve": [list(pair) for pair in result.alpha_curve], "delta": result.delta,
+            })
+        return self._written(stage)
 
     def selected(self, selection: StageResult) -> list[ImageRecord]:
         """The pool records a selection chose, in pick order."""
@@ -292,28 +335,30 @@ class Pipeline(ModelStages):
         if self._done(stage, "metrics.json"):
             self._reuse(stage)
             return read_json(stage.folder / "metrics.json")
-        started = stage.start()
-        model = load_unet(torch.load(trained.path("checkpoint"), map_location="cpu", weights_only=True),
-                          self.inputs.channels, cfg)
-        images, masks = self.inputs.arrays("test", with_masks=True)
-        start_infer = time.perf_counter()
-        predicted = segment_images(model, images, cfg, device=self.device)
-        infer_seconds = time.perf_counter() - start_infer
-        dice = dice_per_image(predicted, masks, 0.5)
-        test = self.inputs.records["test"]
-        metrics = {
-            "method": method, "n_train": trained.outputs["n_train"],
-            "dice": summarise_dice(dice, [r.site for r in test]),
-            "threshold": cfg.threshold, "train_seconds": trained.outputs["train_seconds"],
-            "recipe": cfg.recipe, **self._source_note(),
-        }
-        write_csv(stage.folder / "per_image.csv",
-                  [{**record_row(i, r), "dice": float(v)} for i, (r, v) in enumerate(zip(test, dice))])
-        write_json(stage.folder / "metrics.json", metrics)
-        stage.finish(started, {"metrics": "metrics.json", "inference_images_per_second":
-                               round(len(test) / infer_seconds, 2) if infer_seconds else None})
-        self._result(stage)
-        return metrics
+        metrics = None
+        if distributed.is_main():  # on one process; the others wait for its files
+            started = stage.start()
+            model = load_unet(torch.load(trained.path("checkpoint"), map_location="cpu", weights_only=True),
+                              self.inputs.channels, cfg)
+            images, masks = self.inputs.arrays("test", with_masks=True)
+            start_infer = time.perf_counter()
+            predicted = segment_images(model, images, cfg, device=self.device)
+            infer_seconds = time.perf_counter() - start_infer
+            dice = dice_per_image(predicted, masks, 0.5)
+            test = self.inputs.records["test"]
+            metrics = {
+                "method": method, "n_train": trained.outputs["n_train"],
+                "dice": summarise_dice(dice, [r.site for r in test]),
+                "threshold": cfg.threshold, "train_seconds": trained.outputs["train_seconds"],
+                "recipe": cfg.recipe, **self._source_note(),
+            }
+            write_csv(stage.folder / "per_image.csv",
+                      [{**record_row(i, r), "dice": float(v)} for i, (r, v) in enumerate(zip(test, dice))])
+            write_json(stage.folder / "metrics.json", metrics)
+            stage.finish(started, {"metrics": "metrics.json", "inference_images_per_second":
+                                   round(len(test) / infer_seconds, 2) if infer_seconds else None})
+        self._written(stage)
+        return metrics if metrics is not None else read_json(stage.folder / "metrics.json")
 
     # ---- whole commands, forward
     def embeddings(self) -> StageResult:

@@ -16,6 +16,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from xssr.train import distributed
+
 logger = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, Sequence[torch.Tensor], torch.Generator], torch.Tensor]
@@ -92,6 +94,7 @@ def train_minibatches(
     augment: Callable[[Sequence[torch.Tensor], torch.Generator], Sequence[torch.Tensor]] | None = None,
     lr_schedule: str = "constant",
     progress: Callable[[int, int, float], None] | None = None,
+    distribute: bool = False,
 ) -> TrainHistory:
     """Train ``model`` with AdamW on in-memory ``tensors`` (first dim = samples).
 
@@ -100,12 +103,20 @@ def train_minibatches(
     hundred steps; ``max_steps`` stops training early (min_steps = max_steps = S trains exactly
     S steps whatever the set size). ``progress(epoch, n_epochs, loss)`` is called after every epoch.
     Returns the loss history; the model is left in eval mode on ``device``.
+
+    ``distribute``: under torchrun, train a DistributedDataParallel replica on this process's
+    share of every batch (xssr.train.distributed), so that the processes together make the steps
+    one process makes. Every process draws the same global batch, and ``augment`` sees it whole;
+    the loss sees only the share, so it must be a mean over samples, call the model itself (not
+    another of its methods: DDP syncs through ``forward``) and draw nothing random (draw it in
+    ``augment``, for the whole batch, as the MAE's patch mask is). Without torchrun it changes nothing.
     """
     n = len(tensors[0])
     if n == 0:
         raise ValueError("Cannot train on an empty set of images.")
     model.to(device).train()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    net = distributed.data_parallel(model, device) if distribute and distributed.active() else model
+    optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(n / batch_size)
     n_epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
@@ -123,25 +134,35 @@ def train_minibatches(
             batch = [t[idx] for t in tensors]
             if augment is not None:
                 batch = augment(batch, generator)
+            weight = None
+            if net is not model:
+                batch, weight = distributed.batch_share(batch)
             batch = [t.to(device, non_blocking=True) for t in batch]
             with autocast_context(device, precision):
-                loss = loss_fn(model, batch, generator)
+                loss = loss_fn(net, batch, generator)
+                if weight is not None:
+                    loss = loss * weight
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             if scheduler is not None:
                 scheduler.step()
-            total += float(loss.detach()) * len(idx)
+            # An empty share's loss is NaN (a mean of nothing) with weight 0: it adds nothing.
+            total += (float(loss.detach()) if weight != 0 else 0.0) * len(idx)
             count += len(idx)
             history.steps += 1
         if count == 0:
             break
+        if net is not model:  # the weighted losses of all shares add up to W times the batch mean
+            total = distributed.sum_over_processes(total) / distributed.world_size()
         history.epoch_loss.append(total / count)
         history.samples_seen += count
         if progress is not None:
             progress(epoch + 1, n_epochs, history.epoch_loss[-1])
         logger.info("epoch %d/%d loss %.5f", epoch + 1, n_epochs, history.epoch_loss[-1])
     history.seconds = time.perf_counter() - start
+    if net is not model:
+        model.load_state_dict(net.module.state_dict())  # the same weights on every process
     model.eval()
     return history
 
@@ -179,6 +200,7 @@ def train_steps(
     after every optimiser step (the mean teacher updates its EMA there); ``image_tensors`` says
     which tensors of a batch are images, for the throughput figure. The history holds
     the mean loss of every ``log_every`` steps; the model is left in eval mode on ``device``.
+    Under torchrun every process runs all of it: these recipes are not split (docs/cluster.md).
     """
     if steps < 1:
         raise ValueError(f"The 'steps' parameter must be >= 1. Got {steps} instead.")

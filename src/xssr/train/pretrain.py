@@ -24,14 +24,21 @@ def train_mae(
     torch.manual_seed(seed)
     model = ConvMAE(in_channels=images.shape[1], widths=config.widths)
 
+    def hide_patches(batch, generator):
+        # The mask is drawn here, for the whole batch, at the point where the loss used to draw
+        # it (so one process's runs are unchanged): under torchrun every process draws the same
+        # masks and keeps its share along with its images.
+        return [batch[0], random_patch_mask(batch[0].shape, config.patch_size, config.mask_ratio, generator)]
+
     def loss_fn(net, batch, generator):
-        hidden = random_patch_mask(batch[0].shape, config.patch_size, config.mask_ratio, generator)
-        return masked_reconstruction_loss(net, batch[0], hidden.to(batch[0].device), config.loss_on)
+        return masked_reconstruction_loss(net, batch[0], batch[1], config.loss_on)
 
     history = train_minibatches(
         model,
         [torch.from_numpy(images)],
         loss_fn,
+        augment=hide_patches,
+        distribute=True,
         epochs=config.epochs,
         batch_size=config.batch_size,
         lr=config.lr,

@@ -100,6 +100,7 @@ def train_unet(
         augment=build_augment(config.augment, images.shape[-1], seed),
         lr_schedule=config.lr_schedule,
         progress=progress,
+        distribute=True,  # BCE, Dice and Tversky are means over images; MONAI's U-Net uses instance norm
     )
     return model, history
 
