@@ -15,6 +15,7 @@ import click
 from xssr import api
 from xssr.config import RunConfig, apply_overrides, check_config, load_config
 from xssr.selection.registry import method_names
+from xssr.train import distributed
 from xssr.train.recipes import recipe_names
 
 PRESETS = ("cxr", "fundus")
@@ -97,7 +98,7 @@ def _errors_to_exit(func):
 
 
 def _show_progress(no_progress: bool) -> bool:
-    return not no_progress and sys.stderr.isatty()
+    return not no_progress and sys.stderr.isatty() and distributed.is_main()
 
 
 @click.group()
@@ -106,12 +107,18 @@ def _show_progress(no_progress: bool) -> bool:
 def main(verbose: int) -> None:
     """xssr: choose which target-domain images to annotate, train a U-Net on them, measure Dice."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    if not distributed.is_main():
+        # torchrun starts this command once per process: rank 0 speaks for all of them, the
+        # others say only what goes wrong (warnings and errors, on stderr).
+        level = logging.WARNING
+        sys.stdout = open(os.devnull, "w")  # for the life of the process
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # -v is for xssr's own log; other libraries' info lines (faiss reports a failed import of its
     # AVX2 build at INFO before loading the generic one) read like errors. -vv shows everything.
     for name in _QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
-    _show_stage_lines()
+    if distributed.is_main():
+        _show_stage_lines()
 
 
 _QUIET_LIBRARIES = ("faiss", "faiss.loader", "PIL", "matplotlib", "monai", "nibabel", "pydicom", "urllib3")
@@ -342,6 +349,18 @@ results_option = click.option("--results", type=click.Path(file_okay=False),
                                    "suites (committed); SUITE_FOLDER/results for a suite file of your own.")
 
 
+def _parse_shard(ctx, param, value):
+    """--shard I/N -> Shard, or a usage error that names the option."""
+    if value is None:
+        return None
+    from xssr.bench.runner import Shard
+
+    try:
+        return Shard.parse(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+
 @bench.command("run")
 @click.argument("suite")
 @results_option
@@ -354,8 +373,11 @@ results_option = click.option("--results", type=click.Path(file_okay=False),
 @click.option("--variant", "variants", multiple=True, help="Only runs of these variants ('' = plain runs).")
 @click.option("--seed", "seeds", multiple=True, type=int, help="Only these seeds.")
 @click.option("--max-runs", type=int, help="Stop after this many new runs.")
+@click.option("--shard", metavar="I/N", callback=_parse_shard,
+              help="Run only part I of N of the (filtered) runs, e.g. 2/4: one job of a job array. Runs that "
+                   "share an MAE stay in one part; the parts share only the results folder.")
 @_errors_to_exit
-def bench_run(suite, results, work, datasets, methods, tables, variants, seeds, max_runs) -> None:
+def bench_run(suite, results, work, datasets, methods, tables, variants, seeds, max_runs, shard) -> None:
     """Run the unfinished runs of SUITE (a name in benchmarks/suites or a .toml path)."""
     from xssr.bench import load_suite, run_suite
 
@@ -368,10 +390,11 @@ def bench_run(suite, results, work, datasets, methods, tables, variants, seeds, 
     command = " ".join(["xssr bench run", suite] + [f"--results {results}", f"--work {work}"]
                        + [f"--dataset {d}" for d in datasets] + [f"--method {m}" for m in methods]
                        + [f"--table {t}" for t in tables] + [f"--variant {v}" for v in variants]
-                       + [f"--seed {s}" for s in seeds])
+                       + [f"--seed {s}" for s in seeds] + ([f"--shard {shard}"] if shard else []))
     counts = run_suite(loaded, results, work, only=lambda spec: spec.key in chosen, tables=tuple(tables),
-                       max_runs=max_runs, command=command)
-    click.echo(f"{loaded.name}: {counts['ran']} run now, {counts['finished_before']} were already finished, "
+                       max_runs=max_runs, command=command, shard=shard)
+    part = f" (shard {shard})" if shard else ""
+    click.echo(f"{loaded.name}{part}: {counts['ran']} run now, {counts['finished_before']} were already finished, "
                f"{counts['total']} in total")
 
 
@@ -398,21 +421,53 @@ def bench_report(suite, results, out, docs) -> None:
 @bench.command("cost")
 @click.option("--pool-sizes", default="1000,10000,100000", show_default=True)
 @click.option("--methods", "method_names", default="xssr,coreset,typiclust,probcover", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "numpy", "faiss", "faiss-ivf"]), default="auto", show_default=True,
+              help="Neighbour search (faiss-ivf: approximate; its rows also measure recall).")
 @click.option("--out", default="benchmarks/results/cost/selection.json", show_default=True,
               type=click.Path(dir_okay=False))
 @click.option("--docs", type=click.Path(dir_okay=False), help="Also replace the cost block in this Markdown file.")
 @_errors_to_exit
-def bench_cost(pool_sizes, method_names, out, docs) -> None:
+def bench_cost(pool_sizes, method_names, backend, out, docs) -> None:
     """Selection seconds and peak memory against pool size (synthetic 256-d embeddings)."""
     from xssr.bench.cost import run_selection_cost
     from xssr.bench.report import render_selection_cost, update_docs
 
     rows = run_selection_cost(out, [int(x) for x in pool_sizes.split(",")], method_names.split(","),
-                              on_row=lambda row: click.echo(json.dumps(row)))
+                              backend=backend, on_row=lambda row: click.echo(json.dumps(row)))
 
     text = render_selection_cost(rows)
     if docs:
         update_docs(docs, "cost", text, command="xssr bench cost")
+    click.echo(text)
+
+
+@bench.command("peers")
+@click.option("--pool-sizes", default="10000,20000", show_default=True)
+@click.option("--dim", type=int, default=128, show_default=True, help="Embedding dimensions.")
+@click.option("--picks", type=int, default=500, show_default=True, help="Images each contender selects.")
+@click.option("--contenders", default="all", show_default=True,
+              help="Comma list of library:algorithm names (xssr:typiclust, skactiveml:probcover, naive:xssr, ...).")
+@click.option("--out", default="benchmarks/results/cost/peers.json", show_default=True,
+              type=click.Path(dir_okay=False))
+@click.option("--docs", type=click.Path(dir_okay=False), help="Also replace the peers block in this Markdown file.")
+@_errors_to_exit
+def bench_peers(pool_sizes, dim, picks, contenders, out, docs) -> None:
+    """xssr's TypiClust, ProbCover and XSSR beside scikit-activeml's and a naive numpy XSSR: seconds,
+    peak memory and agreement of the picks, on the same synthetic embeddings (needs the 'peers' extra)."""
+    from xssr.bench.peers import CONTENDERS, run_peers
+    from xssr.bench.report import render_peers, update_docs
+
+    try:
+        sizes = [int(x) for x in pool_sizes.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected whole numbers separated by commas, got {pool_sizes!r}",
+                                 param_hint="'--pool-sizes'") from None
+    chosen = CONTENDERS if contenders == "all" else [c.strip() for c in contenders.split(",") if c.strip()]
+    rows = run_peers(out, sizes, chosen, dim=dim, picks=picks,
+                     on_row=lambda row: click.echo(json.dumps({k: v for k, v in row.items() if k != "indices"})))
+    text = render_peers(rows)
+    if docs:
+        update_docs(docs, "peers", text, command="xssr bench peers")
     click.echo(text)
 
 

@@ -198,7 +198,25 @@ def test_selection_cost_probe_reports_time_and_memory():
     row = selection_cost(300, "xssr", dim=16)
     assert row["n_selected"] == 15 and row["seconds"] > 0 and row["peak_rss_mb"] >= row["data_rss_mb"] > 0
     assert row["environment"]["cpus"] >= 1  # the machine is part of the measurement
+    assert row["neighbour_seconds"] <= row["seconds"] and row["coverage"] > 0
     assert "error" in selection_cost(300, "no-such-method", dim=16)
+
+
+def test_selection_cost_of_the_approximate_search_measures_its_recall():
+    pytest.importorskip("faiss")
+    from xssr.bench.cost import selection_cost
+
+    row = selection_cost(2000, "xssr", dim=16, backend="faiss-ivf")
+    assert row["backend"] == "faiss-ivf" and 0.5 < row["knn_recall"] <= 1.0
+
+
+def test_arithmetic_limit_counts_searches_and_one_pool_read_per_pick():
+    from xssr.bench.cost import arithmetic_limit
+
+    rates = {"gemm_gflops": 100.0, "read_gbps": 10.0}
+    bound = arithmetic_limit(100_000, 100_000, 256, 5000, rates)
+    assert bound["search_seconds"] == pytest.approx(2 * 1e5 * 2e5 * 256 / 100e9)
+    assert bound["greedy_seconds"] == pytest.approx(5000 * 1e5 * 256 * 8 / 10e9)
 
 
 def test_bench_cost_writes_its_docs_block(tmp_path):
@@ -214,7 +232,7 @@ def test_bench_cost_writes_its_docs_block(tmp_path):
     assert outcome.exit_code == 0, outcome.output
     text = docs.read_text()
     assert text.startswith("# Benchmarks\n\nprose\n") and "<!-- BEGIN generated: cost -->" in text
-    assert "`xssr bench cost --docs" in text and "| coreset | 200 |" in text
+    assert "`xssr bench cost --docs" in text and "| coreset | auto | 200 |" in text
     assert CliRunner().invoke(main, args).exit_code == 0  # cached point: the block is replaced, not added
     assert docs.read_text().count("BEGIN generated: cost") == 1
 
@@ -417,3 +435,85 @@ def test_a_users_own_suite_never_writes_into_the_projects_benchmark_folder(tmp_p
     outcome = CliRunner().invoke(main, ["bench", "run", "tiny"])
     assert outcome.exit_code == 0, outcome.output
     assert (project / "benchmarks" / "results" / "tiny" / "runs").is_dir()
+
+
+def _grouped_suite(tmp_path):
+    """Two datasets x three seeds; a variant that changes the MAE makes groups of its own, one that
+    changes only the U-Net shares the plain runs' group: 12 groups, of 7 or 2 runs."""
+    folder = make_synthetic_dataset(tmp_path / "d", n_source=2, n_pool=4, n_test=1, size=32)
+    datasets = _synthetic_datasets(folder) + _synthetic_datasets(folder).replace('"syn"', '"syn2"')
+    experiments = ('[[experiments]]\ntable = "T2"\nmethods = ["random", "xssr", "coreset"]\nbudgets = [1, 2]\n'
+                   '[[experiments]]\ntable = "V"\nvariant = "steps"\nmethods = ["random"]\nbudgets = [1]\n'
+                   'overrides = { "train.steps" = 4 }\n'
+                   '[[experiments]]\ntable = "W"\nvariant = "mae"\nmethods = ["xssr"]\nbudgets = [1, 2]\n'
+                   'overrides = { "pretrain.epochs" = 2 }\n')
+    return _suite_file(tmp_path, datasets, experiments, seeds="[0, 1, 2]")
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 7, 20])
+def test_shards_are_disjoint_cover_the_suite_keep_groups_whole_and_are_stable(tmp_path, count):
+    from xssr.bench.runner import partition
+
+    specs = load_suite(_grouped_suite(tmp_path)).runs()
+    assert len(specs) == 2 * 3 * (6 + 1 + 2) and len({s.group for s in specs}) == 12
+    parts = partition(specs, count)
+    names = [s.name for part in parts for s in part]
+    assert len(parts) == count and sorted(names) == sorted(s.name for s in specs)  # disjoint, and all of them
+    owner = {s.group: i for i, part in enumerate(parts) for s in part}
+    assert all(owner[s.group] == i for i, part in enumerate(parts) for s in part)  # no group is split
+    sizes = [len(part) for part in parts]
+    if count <= 12:  # as many groups as parts or more: greedy keeps parts within one group of each other
+        assert min(sizes) > 0 and max(sizes) - min(sizes) <= 7
+    # The same suite, loaded afresh, splits the same way (every machine of a job array agrees).
+    again = partition(load_suite(_grouped_suite(tmp_path)).runs(), count)
+    assert [[s.name for s in part] for part in again] == [[s.name for s in part] for part in parts]
+
+
+def test_shards_run_their_own_runs_and_write_their_own_progress(tmp_path):
+    from click.testing import CliRunner
+
+    from xssr.bench.runner import partition
+    from xssr.cli import main
+
+    folder = make_synthetic_dataset(tmp_path / "d", n_source=2, n_pool=4, n_test=1, size=32)
+    experiments = '[[experiments]]\ntable = "T2"\nmethods = ["random"]\nbudgets = [1, 2]\n'
+    path = _suite_file(tmp_path, _synthetic_datasets(folder), experiments)
+    suite = load_suite(path)
+    results = tmp_path / "results"
+    runs = results / "tiny" / "runs"
+    expected = [{s.name for s in part} for part in partition(suite.runs(), 2)]
+    assert [len(names) for names in expected] == [2, 2]  # one seed's two runs each
+    for index in (2, 1):  # any order: a job array starts its tasks as it likes
+        args = ["bench", "run", str(path), "--shard", f"{index}/2", "--results", str(results),
+                "--work", str(tmp_path / f"work{index}")]  # one scratch folder per machine
+        outcome = CliRunner().invoke(main, args)
+        assert outcome.exit_code == 0, outcome.output
+        assert f"tiny (shard {index}/2): 2 run now" in outcome.output
+        progress = json.loads((results / "tiny" / f"progress-shard-{index}-of-2.json").read_text())
+        assert progress["shard"] == f"{index}/2" and progress["finished"] == progress["total"] == 2
+        assert progress["suite_total"] == 4
+        record = json.loads((runs / f"{sorted(expected[index - 1])[0]}.json").read_text())
+        assert record["command"].endswith(f"--shard {index}/2")
+    assert {p.stem for p in runs.glob("*.json")} == expected[0] | expected[1]
+    assert progress["suite_finished"] == 4  # shard 1 ran last and saw shard 2's result files
+    assert not (results / "tiny" / "progress.json").exists()  # nobody overwrote anybody's
+    text = render_suite(suite, results, tmp_path / "report")
+    assert "Finished runs: 4 of 4." in text  # the report counts result files, whoever wrote them
+    outcome = CliRunner().invoke(main, args)  # a re-run of shard 1 finds its runs finished
+    assert outcome.exit_code == 0 and "0 run now, 2 were already finished, 2 in total" in outcome.output
+
+
+@pytest.mark.parametrize("value", ["0/2", "3/2", "a/b", "2", "1/0", "-1/2", "1/2/3", "1.5/2", ""])
+def test_bad_shard_is_rejected_naming_the_option_and_nothing_is_written(tmp_path, value):
+    from click.testing import CliRunner
+
+    from xssr.cli import main
+
+    folder = make_synthetic_dataset(tmp_path / "d", n_source=2, n_pool=2, n_test=1, size=32)
+    experiments = '[[experiments]]\ntable = "T2"\nmethods = ["random"]\nbudgets = [1]\n'
+    path = _suite_file(tmp_path, _synthetic_datasets(folder), experiments)
+    outcome = CliRunner().invoke(main, ["bench", "run", str(path), "--shard", value, "--results",
+                                        str(tmp_path / "r"), "--work", str(tmp_path / "w")])
+    assert outcome.exit_code == 2
+    assert "Invalid value for '--shard'" in outcome.output and f"got {value!r}" in outcome.output
+    assert not (tmp_path / "r").exists() and not (tmp_path / "w").exists()

@@ -8,60 +8,154 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from xssr.report.io import read_json, write_json
 from xssr.report.provenance import environment
 
 _PROBE = r"""
-import json, resource, sys, time
-import numpy as np
-from xssr.selection import select
-n_pool, n_source, dim, method, seed = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
-rng = np.random.default_rng(seed)
-# Clustered embeddings (not pure noise) so k-means and ball purity behave as on real data.
-centres = rng.standard_normal((20, dim), dtype=np.float32) * 3
-pool = centres[rng.integers(0, 20, n_pool)] + rng.standard_normal((n_pool, dim), dtype=np.float32)
-source = centres[rng.integers(0, 20, n_source)] + rng.standard_normal((n_source, dim), dtype=np.float32) + 0.5
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+import json, sys, time
+from xssr.bench.cost import clustered_embeddings, peak_rss_mb
+from xssr.selection import select, xssr as xssr_module
+from xssr.selection.neighbors import knn_recall
+n_pool, n_source, dim, method, seed, backend = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],
+                                                int(sys.argv[5]), sys.argv[6])
+pool, source = clustered_embeddings(n_pool, n_source, dim, seed)
+# Time XSSR's neighbour searches (density, novelty) apart from its greedy.
+searching = [0.0]
+def timed(search):
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return search(*args, **kwargs)
+        finally:
+            searching[0] += time.perf_counter() - started
+    return wrapper
+xssr_module.knn_mean_distance = timed(xssr_module.knn_mean_distance)
+xssr_module.nearest_distance = timed(xssr_module.nearest_distance)
+base = peak_rss_mb()
 start = time.perf_counter()
-result = select(pool, source if method.startswith("xssr") else None, method=method, budget=0.05, random_state=seed)
+result = select(pool, source if method.startswith("xssr") else None, method=method, budget=0.05, random_state=seed,
+                backend=backend)
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": seconds, "peak_rss_mb": peak / 1024, "data_rss_mb": base / 1024,
-                  "n_selected": int(len(result.indices))}))
+row = {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "data_rss_mb": base, "n_selected": int(len(result.indices)),
+       "coverage": float(result.coverage)}
+if method == "xssr":
+    row["neighbour_seconds"] = searching[0]
+if backend == "faiss-ivf":
+    row["knn_recall"] = knn_recall(pool, 10, n_queries=2000, backend=backend)
+print(json.dumps(row))
 """
+
+def clustered_embeddings(n_pool: int, n_source: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic pool ``(n_pool, dim)`` and source ``(n_source, dim)`` embeddings, float32, around 20
+    shared cluster centres, the source shifted by 0.5 in every coordinate.
+
+    Clustered rather than pure noise so that k-means and ball purity behave as on real data. The
+    selection probes of ``xssr bench cost`` and ``xssr bench peers`` make their inputs here, so
+    both measure on the same embeddings for the same sizes and seed.
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((20, dim), dtype=np.float32) * 3
+    pool = centres[rng.integers(0, 20, n_pool)] + rng.standard_normal((n_pool, dim), dtype=np.float32)
+    source = centres[rng.integers(0, 20, n_source)] + rng.standard_normal((n_source, dim), dtype=np.float32) + 0.5
+    return pool, source
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory, in MB.
+
+    Linux's ``VmHWM``, not ``getrusage``: a process that ``subprocess`` starts (vfork, then exec)
+    begins with its parent's ``ru_maxrss``, so a probe smaller than the process that started it
+    would report the parent's memory. ``ru_maxrss`` (kB on Linux) where /proc is absent.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def selection_cost(n_pool: int, method: str, *, n_source: int | None = None, dim: int = 256, seed: int = 0,
-                   timeout: float = 3600) -> dict[str, Any]:
-    """Seconds and peak resident memory of one selection on synthetic clustered embeddings."""
+                   backend: str = "auto", timeout: float = 3600) -> dict[str, Any]:
+    """Seconds and peak resident memory of one selection on synthetic clustered embeddings.
+
+    XSSR rows also say how long its neighbour searches took (``neighbour_seconds``); rows of the
+    approximate backend say what share of the true 10 nearest neighbours it found (``knn_recall``).
+    """
     n_source = n_pool if n_source is None else n_source
+    where = {"n_pool": n_pool, "method": method, "backend": backend}
     try:
         completed = subprocess.run(
-            [sys.executable, "-c", _PROBE, str(n_pool), str(n_source), str(dim), method, str(seed)],
+            [sys.executable, "-c", _PROBE, str(n_pool), str(n_source), str(dim), method, str(seed), backend],
             capture_output=True, text=True, timeout=timeout,
         )
     except subprocess.TimeoutExpired:
-        return {"n_pool": n_pool, "method": method, "error": [f"no result within {timeout:.0f} s"]}
+        return {**where, "error": [f"no result within {timeout:.0f} s"]}
     if completed.returncode != 0:
-        return {"n_pool": n_pool, "method": method, "error": completed.stderr.strip().splitlines()[-1:]}
-    return {"n_pool": n_pool, "n_source": n_source, "dim": dim, "method": method,
+        return {**where, "error": completed.stderr.strip().splitlines()[-1:]}
+    return {"n_pool": n_pool, "n_source": n_source, "dim": dim, "method": method, "backend": backend,
             **json.loads(completed.stdout.strip().splitlines()[-1]), "environment": environment()}
 
 
+def machine_rates(seconds: float = 2.0) -> dict[str, float]:
+    """What this machine sustains, for the arithmetic limit of a selection: float32 matrix
+    products (GFLOP/s, 2048 x 2048 operands, numpy's BLAS) and reading memory (GB/s, summing a
+    256 MB float32 array, far larger than any cache)."""
+    import time
+
+    a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    big = np.ones(2**26, dtype=np.float32)
+    rates = {}
+    for name, work, units in (("gemm_gflops", lambda: a @ a, 2 * 2048**3 / 1e9),
+                              ("read_gbps", lambda: big.sum(), big.nbytes / 1e9)):
+        work()
+        started, count = time.perf_counter(), 0
+        while time.perf_counter() - started < seconds:
+            work()
+            count += 1
+        rates[name] = count * units / (time.perf_counter() - started)
+    return rates
+
+
+def arithmetic_limit(n_pool: int, n_source: int, dim: int, budget: int, rates: dict[str, float],
+                     n_alphas: int = 11) -> dict[str, float]:
+    """Seconds an exact auto-alpha XSSR needs at the very least without skipping work.
+
+    The neighbour searches are two float32 products, pool x pool and pool x source
+    (``2 n (n + m) d`` flops); the greedy, unpruned, streams the float64 pool once per pick for
+    the distances from that step's picks (``budget n d 8`` bytes; the picks of all alphas share
+    one pass). Nothing else is counted, so a real run can only be slower, unless it skips work,
+    as the block pruning of ``xssr.selection.nearest`` does on clustered pools.
+    """
+    search = 2.0 * n_pool * (n_pool + n_source) * dim / (rates["gemm_gflops"] * 1e9)
+    greedy = budget * n_pool * dim * 8 / (rates["read_gbps"] * 1e9)
+    return {"search_seconds": search, "greedy_seconds": greedy, "total_seconds": search + greedy,
+            "n_alphas": n_alphas}
+
+
 def run_selection_cost(out: str | Path, pool_sizes: Sequence[int], methods: Sequence[str], *,
+                       backend: str = "auto",
                        on_row: Callable[[dict], None] | None = None) -> list[dict[str, Any]]:
-    """Measure every (method, pool size) not yet in ``out``; resumable, saved after every point.
+    """Measure every (method, pool size, backend) not yet in ``out``; resumable, saved after every point.
 
     Returns all rows of ``out``, earlier ones included; ``on_row`` sees each new one.
     """
     path = Path(out)
     rows = read_json(path) if path.exists() else []
-    done = {(r["method"], r["n_pool"]) for r in rows if "error" not in r}
+    done = {(r["method"], r["n_pool"], r.get("backend", "auto")) for r in rows if "error" not in r}
+    rates = None
     for n in pool_sizes:
         for method in methods:
-            if (method, n) in done:
+            if (method, n, backend) in done:
                 continue
-            row = selection_cost(n, method)
+            rates = rates or machine_rates()  # once, before the first point, on the quiet machine
+            row = {**selection_cost(n, method, backend=backend), "machine": rates}
             rows.append(row)
             write_json(path, rows)  # after every point, so an interruption loses at most one
             if on_row is not None:

@@ -273,25 +273,99 @@ def cost_table(runs: list[dict]) -> list[dict[str, Any]]:
 
 
 def selection_cost_table(rows: list[dict]) -> list[dict[str, Any]]:
-    """Rows of ``xssr bench cost``: seconds and peak memory against pool size."""
-    return [{
-        "method": r["method"], "n_pool": r["n_pool"], "n_source": r.get("n_source", "–"), "dim": r.get("dim", "–"),
-        "budget": r.get("n_selected", "–"),
-        "seconds": f"{r['seconds']:.2f}" if "seconds" in r else "error",
-        "peak_rss_mb": f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "–",
-        "cpus": r.get("environment", {}).get("cpus", "–"),
-        "commit": r.get("environment", {}).get("git_commit", "–")[:7],
-    } for r in sorted(rows, key=lambda r: (r["method"], r["n_pool"]))]
+    """Rows of ``xssr bench cost``: seconds and peak memory against pool size, and for exact XSSR
+    the arithmetic limit of :func:`xssr.bench.cost.arithmetic_limit` on the machine it ran on."""
+    from xssr.bench.cost import arithmetic_limit
+
+    def limit(r):
+        if r["method"] != "xssr" or r.get("backend", "auto") != "auto" or "machine" not in r or "seconds" not in r:
+            return "–", "–"
+        bound = arithmetic_limit(r["n_pool"], r["n_source"], r["dim"], r["n_selected"], r["machine"])
+        return f"{bound['total_seconds']:.1f}", f"{r['seconds'] / bound['total_seconds']:.2f}"
+
+    table = []
+    for r in sorted(rows, key=lambda r: (r["method"], r.get("backend", "auto"), r["n_pool"])):
+        limit_seconds, ratio = limit(r)
+        table.append({
+            "method": r["method"], "backend": r.get("backend", "auto"), "n_pool": r["n_pool"],
+            "n_source": r.get("n_source", "–"), "dim": r.get("dim", "–"), "budget": r.get("n_selected", "–"),
+            "seconds": f"{r['seconds']:.2f}" if "seconds" in r else "error",
+            "neighbour_s": f"{r['neighbour_seconds']:.1f}" if "neighbour_seconds" in r else "–",
+            "limit_s": limit_seconds, "x_limit": ratio,
+            "peak_rss_mb": f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "–",
+            "coverage": f"{r['coverage']:.4f}" if "coverage" in r else "–",
+            "knn_recall": f"{r['knn_recall']:.3f}" if "knn_recall" in r else "–",
+            "cpus": r.get("environment", {}).get("cpus", "–"),
+            "commit": r.get("environment", {}).get("git_commit", "–")[:7],
+        })
+    return table
 
 
 def render_selection_cost(rows: list[dict]) -> str:
     """Markdown section for ``xssr bench cost`` results."""
+    machine = next((r["machine"] for r in reversed(rows) if "machine" in r), None)
+    rates = ("" if machine is None else
+             f" The machine of the newest rows sustained {machine['gemm_gflops']:.0f} GFLOP/s in float32 matrix "
+             f"products and read memory at {machine['read_gbps']:.1f} GB/s (`machine_rates`).")
     return ("## Selection cost against pool size\n\n"
             "Written by `xssr bench cost`: one selection of 5 % of the pool on synthetic clustered 256-d "
             "embeddings (source as large as the pool), each point in a fresh process so that peak "
             "resident memory (`peak_rss_mb`, including about 130 MB of Python, numpy and the inputs) "
-            "belongs to that selection alone. XSSR includes auto-alpha over the 11-value grid.\n\n"
+            "belongs to that selection alone. XSSR includes auto-alpha over the 11-value grid; "
+            "`neighbour_s` is the part of its time spent in the density and novelty searches. "
+            "`limit_s` is the arithmetic limit of exact XSSR (`xssr.bench.cost.arithmetic_limit`: the two "
+            "neighbour searches as float32 products at the machine's measured rate, plus one read of the "
+            "float64 pool per pick at its measured memory rate), and `x_limit` the measured time over it; "
+            "block pruning can beat the greedy's share of it on clustered pools. `backend` faiss-ivf is the "
+            "approximate neighbour search; `knn_recall` is the share of the true 10 nearest neighbours it "
+            "found for 2,000 sampled pool images. Rows from before a change keep the commit they ran "
+            "at." + rates + "\n\n"
             + markdown(selection_cost_table(rows)))
+
+
+def peers_table(rows: list[dict]) -> list[dict[str, Any]]:
+    """Rows of ``xssr bench peers``: seconds, memory and agreement of each contender's picks."""
+    from xssr.bench.peers import CONTENDERS
+
+    def number(row, key, digits):
+        return f"{row[key]:.{digits}f}" if row.get(key) is not None else "–"
+
+    order = {name: i for i, name in enumerate(CONTENDERS)}
+    return [{
+        "n_pool": r["n_pool"], "dim": r["dim"], "picks": r["picks"], "contender": r["contender"],
+        "seconds": number(r, "seconds", 2) if "error" not in r else "error: " + " ".join(r["error"]),
+        "peak_rss_mb": number(r, "peak_rss_mb", 0), "data_rss_mb": number(r, "data_rss_mb", 0),
+        "coverage": number(r, "coverage", 4), "delta": number(r, "delta", 4),
+        "ball_coverage": number(r, "ball_coverage", 4), "alpha": r.get("alpha", "–"),
+        "vs": r.get("compared_with", "–"), "overlap": number(r, "overlap", 3),
+        "same_order": {True: "yes", False: "no"}.get(r.get("same_order"), "–"),
+        "version": f"skactiveml {r['library_version']}" if r.get("library_version")
+        else f"xssr {r.get('environment', {}).get('git_commit', '')[:7] or '–'}",
+        "cpus": r.get("environment", {}).get("cpus", "–"),
+    } for r in sorted(rows, key=lambda r: (r["n_pool"], r["dim"], r["picks"], order.get(r["contender"], 99)))]
+
+
+def render_peers(rows: list[dict]) -> str:
+    """Markdown section for ``xssr bench peers`` results."""
+    return ("## Side by side with other implementations\n\n"
+            "Written by `xssr bench peers`: each contender picks the same number of images (`picks`) from "
+            "the same synthetic clustered embeddings as the cost block (`dim` dimensions; for XSSR a source "
+            "as large as the pool), each in a fresh process, timed and measured as there (`peak_rss_mb`: "
+            "peak resident memory; `data_rss_mb`: the process before the selection, with Python, the "
+            "library and the embeddings). torch is hidden from every process: scikit-activeml imports it "
+            "when installed, for wrappers these strategies do not use. scikit-activeml is given the whole "
+            "pool as candidates with every label missing. Made like for like: its ProbCover gets the "
+            "`delta` xssr's ProbCover chose by purity (`deltas=[delta]`), so both cover the same ball "
+            "graph; its TypiClust gets xssr's 20 typicality neighbours (its default is 5) and the same "
+            "k-means seed, so both cluster alike, but xssr leaves clusters of fewer than 5 images until "
+            "the larger ones run out, as the TypiClust authors' code does. `naive:xssr` is a "
+            "straightforward numpy XSSR (`xssr.bench.peers.naive_xssr`: cdist distances, every term "
+            "z-scored over the remaining images at each step, the 11 alphas one after another): a "
+            "reference for speed only. `coverage`: Eq. 9, the mean distance from each pool embedding to "
+            "its nearest pick (lower is better); `ball_coverage`: the share of the pool within `delta` of "
+            "a pick (higher is better); `overlap`: the share of the picks that the contender in `vs` made "
+            "too; `same_order`: the same picks in the same order.\n\n"
+            + markdown(peers_table(rows), empty="nothing measured yet"))
 
 
 def diagnostics_table(runs: list[dict]) -> list[dict[str, Any]]:

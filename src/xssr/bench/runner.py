@@ -7,6 +7,10 @@ it stopped. Every run goes through :class:`xssr.pipeline.Pipeline` in its own fo
 ``WORK/store/`` by fingerprint, where every run, budget and suite with the same data and
 settings finds them.
 
+A sweep can be split across machines (:class:`Shard`, ``xssr bench run SUITE --shard I/N``): the
+runs are partitioned by group, so each machine makes the MAE and embeddings of its own groups,
+and the results folder is the only state the machines share.
+
 The key hashes the configuration only; the data are covered by ``inputs_sha1``, a digest of
 every source, pool and test image and mask. A run whose stored digest differs from the
 data on disk now is stale and runs again, so edited or replaced files never leave old
@@ -19,7 +23,7 @@ import logging
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -53,6 +57,60 @@ def is_finished(results: Path, spec: RunSpec, inputs_sha1: str | None = None) ->
         logger.warning("%s: the input images or masks changed since this run; running it again", spec.name)
         return False
     return True
+
+
+class Shard(NamedTuple):
+    """Part ``index`` (from 1) of a suite's runs split into ``count`` parts, e.g. ``Shard(2, 4)``."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """``"I/N"`` with whole numbers ``1 <= I <= N``; ValueError otherwise."""
+        index, slash, count = str(text).strip().partition("/")
+        try:
+            shard = cls(int(index), int(count)) if slash else None
+        except ValueError:
+            shard = None
+        if shard is None or not 1 <= shard.index <= shard.count:
+            raise ValueError(f"expected I/N with whole numbers 1 <= I <= N (e.g. 2/4 for the second of four "
+                             f"parts), got {text!r}")
+        return shard
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @property
+    def label(self) -> str:
+        return f"shard-{self.index}-of-{self.count}"
+
+
+def partition(specs: list[RunSpec], count: int) -> list[list[RunSpec]]:
+    """Split ``specs`` into ``count`` lists of runs that share no group, balanced by number of runs.
+
+    A group's runs (one dataset, data and MAE settings, seed) share the decoded inputs, the MAE
+    and the embeddings, so they always stay in one part: no two machines make the same MAE.
+    Greedy: groups from largest to smallest, each to the part with the fewest runs so far (ties:
+    the lower part; equal groups in order of first appearance). The result depends only on
+    ``specs`` and their order, never on which runs are finished nor on the values of the group
+    fingerprints, so every machine and every re-run of a sweep computes the same split. Within a part, runs keep their order; a
+    part can be empty when there are fewer groups than parts.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"The 'count' parameter must be a whole number >= 1. Got {count!r} instead.")
+    groups: dict[tuple, list[int]] = defaultdict(list)  # in order of first appearance
+    for position, spec in enumerate(specs):
+        groups[spec.group].append(position)
+    loads, owner = [0] * count, {}
+    for members in sorted(groups.values(), key=len, reverse=True):  # stable: equal sizes keep suite order
+        part = loads.index(min(loads))
+        loads[part] += len(members)
+        owner.update(dict.fromkeys(members, part))
+    parts: list[list[RunSpec]] = [[] for _ in range(count)]
+    for position, spec in enumerate(specs):
+        parts[owner[position]].append(spec)
+    return parts
 
 
 class _CheckedInputs:
@@ -95,17 +153,24 @@ def run_suite(
     tables: tuple[str, ...] = (),
     max_runs: int | None = None,
     command: str = "",
+    shard: Shard | None = None,
 ) -> dict[str, int]:
     """Run the unfinished runs of ``suite`` (of ``tables`` if given, and those ``only`` accepts),
-    at most ``max_runs`` of them.
+    at most ``max_runs`` of them; with ``shard``, only that part of them (:func:`partition`).
 
     Returns counts over the runs asked for: total, already finished, run now. Progress over the
-    whole suite is written to ``RESULTS/<suite>/progress.json`` after every run.
+    whole suite is written to ``RESULTS/<suite>/progress.json`` after every run; a shard writes
+    ``progress-shard-I-of-N.json`` instead, so that parallel shards never overwrite each other's.
     """
     results, work = Path(results), Path(work)
     provenance = {"git_commit": git_commit(), "command": command}  # the code as it was when the sweep started
     everything = suite.runs()  # for progress.json, which covers the whole suite
     specs = [s for s in suite.runs(tables) if only is None or only(s)]
+    if shard is not None:
+        if not isinstance(shard, Shard) or not 1 <= shard.index <= shard.count:
+            raise ValueError(f"The 'shard' parameter must be a Shard(index, count) with 1 <= index <= count. "
+                             f"Got {shard!r} instead.")
+        specs = partition(specs, shard.count)[shard.index - 1]  # before finished runs are dropped: stable
     inputs = _CheckedInputs()  # every dataset is checked before any run starts
     todo = [s for s in specs if not is_finished(results, s, inputs.digest(s))]
     counts = {"total": len(specs), "finished_before": len(specs) - len(todo), "ran": 0}
@@ -126,19 +191,39 @@ def run_suite(
             remove_interrupted_writes(path.parent, path.name)
             write_json(result_path(results, spec), record)
             counts["ran"] += 1
-            _write_progress(results, suite, everything, spec, inputs)
+            if shard is None:
+                _write_progress(results, suite, everything, spec, inputs)
+            else:
+                _write_shard_progress(results, suite, everything, specs, spec, inputs, shard)
     return counts
+
+
+def _count_finished(results: Path, specs: list[RunSpec], inputs: _CheckedInputs) -> int:
+    # Data digests are known only for the datasets this sweep checked; others are matched by key.
+    return sum(is_finished(results, s, inputs.digest(s) if inputs.has(s) else None) for s in specs)
 
 
 def _write_progress(results: Path, suite: Suite, everything: list[RunSpec], last: RunSpec,
                     inputs: _CheckedInputs) -> None:
-    # Data digests are known only for the datasets this sweep checked; others are matched by key.
-    done = sum(is_finished(results, s, inputs.digest(s) if inputs.has(s) else None) for s in everything)
+    done = _count_finished(results, everything, inputs)
     # Parallel sweeps write progress.json too; a temporary file a minute old is no live write's.
     remove_interrupted_writes(Path(results) / suite.name, "progress.json", older_than=60.0)
     write_json(Path(results) / suite.name / "progress.json", {
         "suite": suite.name, "finished": done, "total": len(everything), "last_run": last.name,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    })
+
+
+def _write_shard_progress(results: Path, suite: Suite, everything: list[RunSpec], mine: list[RunSpec],
+                          last: RunSpec, inputs: _CheckedInputs, shard: Shard) -> None:
+    """One file per shard: ``finished``/``total`` over this shard's runs, ``suite_*`` over the whole
+    suite as the result files stand now (the other shards' runs included)."""
+    name = f"progress-{shard.label}.json"
+    remove_interrupted_writes(Path(results) / suite.name, name, older_than=60.0)
+    write_json(Path(results) / suite.name / name, {
+        "suite": suite.name, "shard": str(shard), "finished": _count_finished(results, mine, inputs),
+        "total": len(mine), "suite_finished": _count_finished(results, everything, inputs),
+        "suite_total": len(everything), "last_run": last.name, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
     })
 
 
