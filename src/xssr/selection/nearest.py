@@ -32,7 +32,7 @@ from .neighbors import squared_norms
 from .typiclust import kmeans_labels
 
 # Blocks of about this many samples; fewer than two blocks' worth is one block (no k-means).
-BLOCK_ROWS = 1000
+BLOCK_ROWS = 2000
 MAX_BLOCKS = 64
 # Upper bound on the (annotated rows, pool) float64 distance block built at once.
 _CHUNK_BYTES = 64 * 2**20

@@ -193,7 +193,7 @@ class _DiversityStats:
 
 def _best_candidates(nearest: NearestSelected, fixed_terms: np.ndarray, fixed_max: np.ndarray,
                      weights: np.ndarray, diversity_weight: np.ndarray | None,
-                     blocked: np.ndarray) -> np.ndarray:
+                     blocked: np.ndarray, whole_row: np.ndarray) -> np.ndarray:
     """Per run, the position of the highest score ``w_d d + w_n n + w_v v`` among its remaining
     candidates (exact ties: the lowest pool index), visiting as few blocks as it can.
 
@@ -202,8 +202,9 @@ def _best_candidates(nearest: NearestSelected, fixed_terms: np.ndarray, fixed_ma
     in floating point too when computed in the same order. The block with the highest bound
     is scored first; then only blocks whose bound reaches the best score so far can hold a
     better one. When that is most of the pool, the whole row is scored at once instead (one
-    vectorised pass beats many small ones). ``diversity_weight`` is None before anything is
-    selected (distances are still inf).
+    vectorised pass beats many small ones). A run whose bound did not prune is scored whole
+    every other step (``whole_row``, updated in place), so a bound that keeps failing costs
+    little. ``diversity_weight`` is None before anything is selected (distances are still inf).
     """
     starts, n_pool = nearest.starts, nearest.distance.shape[1]
     bound = weights @ fixed_max  # (n_runs, n_blocks)
@@ -219,6 +220,10 @@ def _best_candidates(nearest: NearestSelected, fixed_terms: np.ndarray, fixed_ma
 
     picks = np.empty(bound.shape[0], dtype=np.int64)
     for r in range(bound.shape[0]):
+        if whole_row[r]:  # the bound did not prune last step: it rarely does the next
+            whole_row[r] = False  # but try again next time
+            picks[r] = nearest.first_best(score(r, 0, n_pool)[None, :])[0]
+            continue
         ranked = np.argsort(-bound[r], kind="stable")
         first = ranked[0]
         values = score(r, starts[first], starts[first + 1])
@@ -227,6 +232,7 @@ def _best_candidates(nearest: NearestSelected, fixed_terms: np.ndarray, fixed_ma
         rest = ranked[1:][bound[r, ranked[1:]] >= best]
         if (starts[rest + 1] - starts[rest]).sum() > n_pool // 4:
             picks[r] = nearest.first_best(score(r, 0, n_pool)[None, :])[0]
+            whole_row[r] = True
             continue
         for block in rest:
             if bound[r, block] < best:
@@ -308,6 +314,7 @@ def greedy_lockstep(
     density_stats = _FixedTermStats(density_values, blocked)
     novelty_stats = _FixedTermStats(novelty_values, blocked)
     diversity_stats = _DiversityStats(nearest, remaining)
+    whole_row = np.zeros(n_alphas, dtype=bool)
 
     picks = np.empty((n_alphas, budget), dtype=np.int64)
     parts = {name: np.empty((n_alphas, budget)) for name in COMPONENTS}
@@ -322,7 +329,8 @@ def greedy_lockstep(
         div = diversity_stats() if something_selected else _Spread(np.zeros(n_alphas), np.zeros(n_alphas))
         weights = np.stack([beta * den.scale, novelty_weight * nov.scale], axis=1)
         pick = _best_candidates(nearest, fixed_terms, fixed_max, weights,
-                                diversity_weight * div.scale if something_selected else None, blocked)
+                                diversity_weight * div.scale if something_selected else None, blocked,
+                                whole_row)
 
         picks[:, step] = order[pick]
         diversity = nearest.distance[rows, pick] if something_selected else np.full(n_alphas, np.nan)
