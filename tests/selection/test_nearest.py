@@ -18,6 +18,7 @@ def blobs(seed, n=600, dim=8, n_blobs=6):
 @pytest.fixture
 def small_blocks(monkeypatch):
     monkeypatch.setattr(nearest_module, "BLOCK_ROWS", 40)
+    monkeypatch.setattr(nearest_module, "MIN_BLOCKED_ROWS", 0)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -66,6 +67,7 @@ def test_xssr_picks_do_not_depend_on_the_blocks(monkeypatch, seed):
     source = points[rng.integers(0, len(points), 100)] + 2.0
     one_block = select(points, source, budget=40, backend="numpy")
     monkeypatch.setattr(nearest_module, "BLOCK_ROWS", 40)
+    monkeypatch.setattr(nearest_module, "MIN_BLOCKED_ROWS", 0)
     many_blocks = select(points, source, budget=40, backend="numpy")
     np.testing.assert_array_equal(one_block.indices, many_blocks.indices)
     assert one_block.alpha == many_blocks.alpha
@@ -82,6 +84,7 @@ def test_ties_across_blocks_go_to_the_lowest_pool_index(monkeypatch):
     points = np.concatenate([half, half])
     one_block = select(points, None, budget=30, alpha=0.0, beta=1.0, k=3, backend="numpy").indices
     monkeypatch.setattr(nearest_module, "BLOCK_ROWS", 40)
+    monkeypatch.setattr(nearest_module, "MIN_BLOCKED_ROWS", 0)
     picks = select(points, None, budget=30, alpha=0.0, beta=1.0, k=3, backend="numpy").indices
     np.testing.assert_array_equal(picks, one_block)
     for pick in picks[picks >= 200]:  # a twin from the second half comes after the first
@@ -98,6 +101,7 @@ def test_k_center_picks_do_not_depend_on_the_blocks(monkeypatch, method):
         kwargs["scores"] = scores
     one_block = select(points, None, **kwargs)
     monkeypatch.setattr(nearest_module, "BLOCK_ROWS", 40)
+    monkeypatch.setattr(nearest_module, "MIN_BLOCKED_ROWS", 0)
     many_blocks = select(points, None, **kwargs)
     np.testing.assert_array_equal(one_block.indices, many_blocks.indices)
     assert many_blocks.coverage == pytest.approx(one_block.coverage, rel=1e-12)

@@ -75,10 +75,14 @@ def check_embeddings(X, name: str) -> np.ndarray:
     step = max(1, 2**22 // array.shape[1])
     n_bad, largest = 0, 0.0
     for start in range(0, array.shape[0], step):
-        block = np.abs(array[start:start + step])
-        finite = np.isfinite(block)
-        n_bad += int(block.size - np.count_nonzero(finite))
-        largest = max(largest, float(block[finite].max(initial=0.0)))
+        block = array[start:start + step]
+        high, low = float(block.max()), float(block.min())  # NaN and inf show up here
+        if not (np.isfinite(high) and np.isfinite(low)):
+            finite = np.isfinite(block)
+            n_bad += int(block.size - np.count_nonzero(finite))
+            high = float(np.max(block, initial=0.0, where=finite))
+            low = float(np.min(block, initial=0.0, where=finite))
+        largest = max(largest, abs(high), abs(low))
     if n_bad:
         raise ValueError(
             f"The '{name}' parameter must contain only finite values. "

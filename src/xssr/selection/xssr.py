@@ -218,6 +218,12 @@ def _best_candidates(nearest: NearestSelected, fixed_terms: np.ndarray, fixed_ma
         values += blocked[r, start:stop]
         return values
 
+    if nearest.n_blocks == 1:  # a small pool: every run scored at once, in pool order
+        values = weights[:, :1] * fixed_terms[0] + weights[:, 1:] * fixed_terms[1]
+        if diversity_weight is not None:
+            values += diversity_weight[:, None] * nearest.distance
+        values += blocked
+        return np.argmax(values, axis=1)  # the first maximum: ties go to the lowest index
     picks = np.empty(bound.shape[0], dtype=np.int64)
     for r in range(bound.shape[0]):
         if whole_row[r]:  # the bound did not prune last step: it rarely does the next
