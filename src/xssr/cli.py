@@ -254,11 +254,24 @@ def run(out, no_progress, seeds, **options) -> None:
 
         click.echo(read_json(Path(out) / "seeds.json")["summary"])
         click.echo(f"results in {out} (one folder per seed, seeds.json)")
+        if (Path(out) / "report.html").is_file():
+            click.echo(f"report: {Path(out) / 'report.html'}")
         return
     result = api.run(_build_config(**options), out, progress=_show_progress(no_progress))
     click.echo(result.table())
     _echo_selections(result)
     click.echo(f"results in {result.out}")
+    if result.report:
+        click.echo(f"report: {result.report}")
+
+
+@main.command()
+@click.argument("run", type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), help="The HTML file to write (default: RUN/report.html).")
+@_errors_to_exit
+def report(run, out) -> None:
+    """One self-contained HTML page of a run folder: map, picks, alpha curve, sites, Dice, predictions."""
+    click.echo(f"report: {api.report(run, out)}")
 
 
 @main.command("export")
@@ -317,6 +330,8 @@ def demo(out, seed, no_progress) -> None:
     click.echo(result.table())
     _echo_selections(result)
     click.echo(f"results in {result.out} (synthetic data)")
+    if result.report:
+        click.echo(f"report: {result.report}")
 
 
 @main.group()
@@ -423,21 +438,29 @@ def bench_report(suite, results, out, docs) -> None:
 @click.option("--methods", "method_names", default="xssr,coreset,typiclust,probcover", show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "numpy", "faiss", "faiss-ivf"]), default="auto", show_default=True,
               help="Neighbour search (faiss-ivf: approximate; its rows also measure recall).")
+@click.option("--code", type=click.Path(exists=True, file_okay=False),
+              help="Measure another checkout's selection code instead: its src folder (e.g. of a git worktree of an "
+                   "older commit), for before/after rows on the same machine. Use its own --out.")
 @click.option("--out", default="benchmarks/results/cost/selection.json", show_default=True,
               type=click.Path(dir_okay=False))
 @click.option("--docs", type=click.Path(dir_okay=False), help="Also replace the cost block in this Markdown file.")
+@click.option("--with", "others", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Also show the rows of these result files (e.g. --code measurements) in the table.")
 @_errors_to_exit
-def bench_cost(pool_sizes, method_names, backend, out, docs) -> None:
+def bench_cost(pool_sizes, method_names, backend, code, out, docs, others) -> None:
     """Selection seconds and peak memory against pool size (synthetic 256-d embeddings)."""
     from xssr.bench.cost import run_selection_cost
     from xssr.bench.report import render_selection_cost, update_docs
 
     rows = run_selection_cost(out, [int(x) for x in pool_sizes.split(",")], method_names.split(","),
-                              backend=backend, on_row=lambda row: click.echo(json.dumps(row)))
+                              backend=backend, code=code, on_row=lambda row: click.echo(json.dumps(row)))
+    from xssr.report.io import read_json
+
+    rows = rows + [row for other in others for row in read_json(other)]
 
     text = render_selection_cost(rows)
     if docs:
-        update_docs(docs, "cost", text, command="xssr bench cost")
+        update_docs(docs, "cost", text, command=" ".join(["xssr bench cost"] + [f"--with {o}" for o in others]))
     click.echo(text)
 
 

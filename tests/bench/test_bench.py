@@ -232,7 +232,7 @@ def test_bench_cost_writes_its_docs_block(tmp_path):
     assert outcome.exit_code == 0, outcome.output
     text = docs.read_text()
     assert text.startswith("# Benchmarks\n\nprose\n") and "<!-- BEGIN generated: cost -->" in text
-    assert "`xssr bench cost --docs" in text and "| coreset | auto | 200 |" in text
+    assert "`xssr bench cost --docs" in text and "| coreset | auto | this | 200 |" in text
     assert CliRunner().invoke(main, args).exit_code == 0  # cached point: the block is replaced, not added
     assert docs.read_text().count("BEGIN generated: cost") == 1
 
@@ -517,3 +517,13 @@ def test_bad_shard_is_rejected_naming_the_option_and_nothing_is_written(tmp_path
     assert outcome.exit_code == 2
     assert "Invalid value for '--shard'" in outcome.output and f"got {value!r}" in outcome.output
     assert not (tmp_path / "r").exists() and not (tmp_path / "w").exists()
+
+
+def test_selection_cost_can_measure_another_checkout():
+    from pathlib import Path
+
+    from xssr.bench.cost import selection_cost
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    row = selection_cost(300, "coreset", dim=16, code=src)
+    assert row["n_selected"] == 15 and len(row["code_commit"]) in (40, len("unknown"))

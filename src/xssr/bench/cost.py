@@ -13,14 +13,17 @@ import numpy as np
 from xssr.report.io import read_json, write_json
 from xssr.report.provenance import environment
 
+# The probe needs nothing of xssr but ``select``, so it also measures another checkout's code
+# (``--code``): the parent writes the embeddings, the probe only reads them.
 _PROBE = r"""
 import json, sys, time
-from xssr.bench.cost import clustered_embeddings, peak_rss_mb
+import numpy as np
+def peak_rss_mb():
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
 from xssr.selection import select, xssr as xssr_module
-from xssr.selection.neighbors import knn_recall
-n_pool, n_source, dim, method, seed, backend = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],
-                                                int(sys.argv[5]), sys.argv[6])
-pool, source = clustered_embeddings(n_pool, n_source, dim, seed)
+folder, method, seed, backend = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+pool, source = np.load(folder + "/pool.npy"), np.load(folder + "/source.npy")
 # Time XSSR's neighbour searches (density, novelty) apart from its greedy.
 searching = [0.0]
 def timed(search):
@@ -43,9 +46,11 @@ row = {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "data_rss_mb": base, "n
 if method == "xssr":
     row["neighbour_seconds"] = searching[0]
 if backend == "faiss-ivf":
+    from xssr.selection.neighbors import knn_recall
     row["knn_recall"] = knn_recall(pool, 10, n_queries=2000, backend=backend)
 print(json.dumps(row))
 """
+
 
 def clustered_embeddings(n_pool: int, n_source: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Synthetic pool ``(n_pool, dim)`` and source ``(n_source, dim)`` embeddings, float32, around 20
@@ -82,25 +87,42 @@ def peak_rss_mb() -> float:
 
 
 def selection_cost(n_pool: int, method: str, *, n_source: int | None = None, dim: int = 256, seed: int = 0,
-                   backend: str = "auto", timeout: float = 3600) -> dict[str, Any]:
+                   backend: str = "auto", code: str | Path | None = None, timeout: float = 3600) -> dict[str, Any]:
     """Seconds and peak resident memory of one selection on synthetic clustered embeddings.
 
     XSSR rows also say how long its neighbour searches took (``neighbour_seconds``); rows of the
     approximate backend say what share of the true 10 nearest neighbours it found (``knn_recall``).
+    ``code`` is the ``src`` folder of another xssr checkout to measure instead of this one (for
+    before/after rows on the same machine); its row names that checkout's commit.
     """
+    import os
+    import tempfile
+
     n_source = n_pool if n_source is None else n_source
     where = {"n_pool": n_pool, "method": method, "backend": backend}
-    try:
-        completed = subprocess.run(
-            [sys.executable, "-c", _PROBE, str(n_pool), str(n_source), str(dim), method, str(seed), backend],
-            capture_output=True, text=True, timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return {**where, "error": [f"no result within {timeout:.0f} s"]}
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = str(Path(code).resolve())
+        where["code_commit"] = _commit_of(Path(code))
+    with tempfile.TemporaryDirectory() as folder:
+        pool, source = clustered_embeddings(n_pool, n_source, dim, seed)
+        np.save(Path(folder) / "pool.npy", pool)
+        np.save(Path(folder) / "source.npy", source)
+        del pool, source
+        try:
+            completed = subprocess.run([sys.executable, "-c", _PROBE, folder, method, str(seed), backend],
+                                       capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            return {**where, "error": [f"no result within {timeout:.0f} s"]}
     if completed.returncode != 0:
         return {**where, "error": completed.stderr.strip().splitlines()[-1:]}
-    return {"n_pool": n_pool, "n_source": n_source, "dim": dim, "method": method, "backend": backend,
+    return {"n_source": n_source, "dim": dim, **where,
             **json.loads(completed.stdout.strip().splitlines()[-1]), "environment": environment()}
+
+
+def _commit_of(folder: Path) -> str:
+    completed = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return completed.stdout.strip() if completed.returncode == 0 else "unknown"
 
 
 def machine_rates(seconds: float = 2.0) -> dict[str, float]:
@@ -140,7 +162,7 @@ def arithmetic_limit(n_pool: int, n_source: int, dim: int, budget: int, rates: d
 
 
 def run_selection_cost(out: str | Path, pool_sizes: Sequence[int], methods: Sequence[str], *,
-                       backend: str = "auto",
+                       backend: str = "auto", code: str | Path | None = None,
                        on_row: Callable[[dict], None] | None = None) -> list[dict[str, Any]]:
     """Measure every (method, pool size, backend) not yet in ``out``; resumable, saved after every point.
 
@@ -155,7 +177,7 @@ def run_selection_cost(out: str | Path, pool_sizes: Sequence[int], methods: Sequ
             if (method, n, backend) in done:
                 continue
             rates = rates or machine_rates()  # once, before the first point, on the quiet machine
-            row = {**selection_cost(n, method, backend=backend), "machine": rates}
+            row = {**selection_cost(n, method, backend=backend, code=code), "machine": rates}
             rows.append(row)
             write_json(path, rows)  # after every point, so an interruption loses at most one
             if on_row is not None:

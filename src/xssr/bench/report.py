@@ -284,10 +284,11 @@ def selection_cost_table(rows: list[dict]) -> list[dict[str, Any]]:
         return f"{bound['total_seconds']:.1f}", f"{r['seconds'] / bound['total_seconds']:.2f}"
 
     table = []
-    for r in sorted(rows, key=lambda r: (r["method"], r.get("backend", "auto"), r["n_pool"])):
+    for r in sorted(rows, key=lambda r: (r["method"], r.get("backend", "auto"), r["n_pool"], "code_commit" not in r)):
         limit_seconds, ratio = limit(r)
         table.append({
-            "method": r["method"], "backend": r.get("backend", "auto"), "n_pool": r["n_pool"],
+            "method": r["method"], "backend": r.get("backend", "auto"),
+            "code": "before (--code)" if "code_commit" in r else "this", "n_pool": r["n_pool"],
             "n_source": r.get("n_source", "–"), "dim": r.get("dim", "–"), "budget": r.get("n_selected", "–"),
             "seconds": f"{r['seconds']:.2f}" if "seconds" in r else "error",
             "neighbour_s": f"{r['neighbour_seconds']:.1f}" if "neighbour_seconds" in r else "–",
@@ -296,7 +297,7 @@ def selection_cost_table(rows: list[dict]) -> list[dict[str, Any]]:
             "coverage": f"{r['coverage']:.4f}" if "coverage" in r else "–",
             "knn_recall": f"{r['knn_recall']:.3f}" if "knn_recall" in r else "–",
             "cpus": r.get("environment", {}).get("cpus", "–"),
-            "commit": r.get("environment", {}).get("git_commit", "–")[:7],
+            "commit": (r.get("code_commit") or r.get("environment", {}).get("git_commit", "–"))[:7],
         })
     return table
 
@@ -318,8 +319,9 @@ def render_selection_cost(rows: list[dict]) -> str:
             "float64 pool per pick at its measured memory rate), and `x_limit` the measured time over it; "
             "block pruning can beat the greedy's share of it on clustered pools. `backend` faiss-ivf is the "
             "approximate neighbour search; `knn_recall` is the share of the true 10 nearest neighbours it "
-            "found for 2,000 sampled pool images. Rows from before a change keep the commit they ran "
-            "at." + rates + "\n\n"
+            "found for 2,000 sampled pool images. `code` 'before (--code)' marks rows measured on an older "
+            "checkout (`--code`, commit in the last column), on the same machine as the others, to show a "
+            "change's effect." + rates + "\n\n"
             + markdown(selection_cost_table(rows)))
 
 
