@@ -296,6 +296,9 @@ def test_run_over_several_seeds_compares_with_random_by_paired_interval(data, tm
     assert "(n=3)" in coreset_line and "[" in coreset_line
     for seed in (0, 1, 2):
         assert json.loads((out / f"seed-{seed}" / "config.json").read_text())["seed"] == seed
+    # one report over the seeds, with the paired intervals; each seed's folder has its own
+    assert "(n=3)" in (out / "report.html").read_text() and (out / "seed-1" / "report.html").is_file()
+    assert f"report: {out / 'report.html'}" in result.output
     result = CliRunner().invoke(main, ["run", *args, *TINY, "--seeds", "1,1", "--out", str(tmp_path / "b")])
     assert result.exit_code == 2 and "at least two different seeds" in result.output
     assert not (tmp_path / "b").exists()

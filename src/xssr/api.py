@@ -36,7 +36,7 @@ from xssr.train import distributed
 logger = logging.getLogger(__name__)
 
 #: Files a command writes at the top of the run folder.
-_RUN_FILES = ("config.json", "metrics.json", "run_manifest.json")
+_RUN_FILES = ("config.json", "metrics.json", "run_manifest.json", "report.html")
 #: Commands whose work includes a selection, and so need a budget the pool can meet.
 _SELECTING_COMMANDS = ("select", "train", "run")
 
@@ -48,6 +48,8 @@ class RunResult:
     out: Path
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     selections: dict[str, Path] = field(default_factory=dict)
+    #: OUT/report.html, or None when it could not be written (a warning says why).
+    report: Path | None = None
 
     def table(self) -> str:
         """Plain-text summary: method, annotated images, test Dice, share of full-data Dice."""
@@ -132,8 +134,32 @@ def run(config: RunConfig, out: str | Path, *, progress: bool = False) -> RunRes
     if distributed.is_main():
         write_json(pipeline.out / "metrics.json", result.metrics)
         _write_run_manifest(pipeline, started_with)
+        result.report = _report_after_run(pipeline.out)
     distributed.barrier()
     return result
+
+
+def report(run: str | Path, out: str | Path | None = None) -> Path:
+    """Write the HTML report of the run folder ``run`` (default ``RUN/report.html``); returns its path.
+
+    One self-contained page (pictures embedded, nothing fetched): the embedding map with the
+    picks, the picks in rank order with their score components, the alpha -> coverage curve,
+    each site's share of the picks against the pool, the Dice table, and the best and worst
+    test predictions of each method. It reads the run folder only; it runs no stage.
+    """
+    from xssr.report.run_report import write_report
+
+    return write_report(run, out)
+
+
+def _report_after_run(out: Path) -> Path | None:
+    """The report at the end of a run: a failure to write it is a warning, not a failed run
+    (every result is written already, and `xssr report OUT` can try again)."""
+    try:
+        return report(out)
+    except (ValueError, OSError) as error:
+        logger.warning("The HTML report was not written: %s (try again with `xssr report %s`).", error, out)
+        return None
 
 
 def run_seeds(config: RunConfig, out: str | Path, seeds: Sequence[int], *, progress: bool = False) -> dict[int, RunResult]:
@@ -154,6 +180,7 @@ def run_seeds(config: RunConfig, out: str | Path, seeds: Sequence[int], *, progr
     if distributed.is_main():
         write_json(out / "seeds.json", {"seeds": list(seeds), "metrics": {str(s): m for s, m in per_seed.items()},
                                         "summary": seeds_table(per_seed)})
+        _report_after_run(out)  # over the seeds (each seed's folder has its own)
     distributed.barrier()
     return results
 

@@ -7,7 +7,7 @@ A run folder holds one subfolder per stage::
     OUT/select/<method>/     selection.csv, alpha_curve.csv, manifest.json
     OUT/source-train/        unet.pt, history.csv, manifest.json  (recipes that start from the source)
     OUT/train/<method>/      unet.pt, history.csv, manifest.json
-    OUT/evaluate/<method>/   metrics.json, per_image.csv, manifest.json
+    OUT/evaluate/<method>/   metrics.json, per_image.csv, examples.npz (best and worst test images), manifest.json
 
 Each stage takes its upstream results as arguments (:class:`StageResult`), so the order is
 written once, in :meth:`Pipeline.run`. Stages that depend only on their inputs (the MAE, the
@@ -40,6 +40,7 @@ from xssr.pipeline.inputs import Inputs
 from xssr.pipeline.models import ModelStages, StageResult, progress_bar
 from xssr.pipeline.plan import needs_embeddings
 from xssr.pipeline.stage import Stage
+from xssr.report.examples import EXAMPLES_FILE, save_examples
 from xssr.report.io import read_csv, read_json, save_array, write_csv, write_json
 from xssr.report.provenance import config_fingerprint
 from xssr.selection import SelectionResult
@@ -354,8 +355,11 @@ class Pipeline(ModelStages):
             }
             write_csv(stage.folder / "per_image.csv",
                       [{**record_row(i, r), "dice": float(v)} for i, (r, v) in enumerate(zip(test, dice))])
+            # The best and worst few, for the report's overlays (tens of kilobytes).
+            save_examples(stage.folder / EXAMPLES_FILE, images, masks, predicted, dice)
             write_json(stage.folder / "metrics.json", metrics)
-            stage.finish(started, {"metrics": "metrics.json", "inference_images_per_second":
+            stage.finish(started, {"metrics": "metrics.json", "examples": EXAMPLES_FILE,
+                                   "inference_images_per_second":
                                    round(len(test) / infer_seconds, 2) if infer_seconds else None})
         self._written(stage)
         return metrics if metrics is not None else read_json(stage.folder / "metrics.json")
