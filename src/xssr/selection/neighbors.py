@@ -146,12 +146,17 @@ def _search_faiss(
     n_wanted = k + 1 if exclude_self else k
     _, found = index.search(np.ascontiguousarray(queries, dtype=np.float32), n_wanted)
     found = found.astype(np.int64, copy=False)
-    if not exclude_self:
-        return found
-    # Drop the query itself if FAISS returned it; otherwise it lost a tie with duplicates
-    # at distance 0, and the first k returned are all valid neighbours.
+    return _drop_self(found, k) if exclude_self else found
+
+
+def _drop_self(found: np.ndarray, k: int) -> np.ndarray:
+    """``(n, k)`` from FAISS's ``(n, k + 1)`` answers to queries that are the reference rows.
+
+    The query itself is dropped if FAISS returned it; otherwise it lost a tie with duplicates
+    at distance 0, and the first k returned are all valid neighbours.
+    """
     is_self = found == np.arange(found.shape[0])[:, None]
-    drop = np.where(is_self.any(axis=1), np.argmax(is_self, axis=1), n_wanted - 1)
+    drop = np.where(is_self.any(axis=1), np.argmax(is_self, axis=1), k)
     keep = np.ones_like(found, dtype=bool)
     keep[np.arange(found.shape[0]), drop] = False
     return found[keep].reshape(found.shape[0], k)
@@ -194,11 +199,7 @@ def _search_faiss_ivf(
     _, found = index.search(np.ascontiguousarray(queries), n_wanted)
     found = found.astype(np.int64, copy=False)
     if exclude_self:
-        is_self = found == np.arange(found.shape[0])[:, None]
-        drop = np.where(is_self.any(axis=1), np.argmax(is_self, axis=1), n_wanted - 1)
-        keep = np.ones_like(found, dtype=bool)
-        keep[np.arange(found.shape[0]), drop] = False
-        found = found[keep].reshape(found.shape[0], k)
+        found = _drop_self(found, k)
     short = np.flatnonzero((found < 0).any(axis=1))  # -1: the probed lists ran out of rows
     if short.size:
         found[short] = _search_numpy_rows(queries, reference, k, exclude_self, short)
