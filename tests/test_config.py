@@ -52,3 +52,18 @@ def test_settings_that_cannot_work_fail_before_anything_runs(setting, value, nam
 
 def test_list_settings_tolerate_spaces():
     assert apply_overrides(RunConfig(), {"select.methods": "xssr, coreset"}).select.methods == ("xssr", "coreset")
+
+
+def test_select_backend_is_checked_and_enters_the_selection_only_when_moved():
+    import pytest
+
+    from xssr.config import RunConfig, apply_overrides
+    from xssr.selection.registry import get_method
+
+    with pytest.raises(ValueError, match="select.backend must be one of"):
+        apply_overrides(RunConfig(), {"select.backend": "annoy"})
+    default = get_method("xssr").select_kwargs(RunConfig().select)
+    assert "backend" not in default  # cached selections keep their keys
+    moved = apply_overrides(RunConfig(), {"select.backend": "faiss-ivf"}).select
+    assert get_method("xssr").select_kwargs(moved)["backend"] == "faiss-ivf"
+    assert get_method("coreset").select_kwargs(moved)["backend"] == "faiss-ivf"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xssr.bench.cost import clustered_embeddings
-from xssr.bench.peers import load_contender, naive_xssr, run_peers, score_picks
+from xssr.bench.peers import load_contender, naive_xssr, score_picks
 from xssr.selection import select, typiclust_select
 
 
