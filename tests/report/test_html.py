@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from xssr.cli import main
+from xssr.data.names import read_named_rows
 from xssr.report import run_report
 from xssr.report.examples import best_and_worst, read_examples, save_examples
 from xssr.report.html import SECTIONS, render_report
@@ -153,11 +154,22 @@ def test_a_corrupt_file_of_the_run_is_named(tiny_run, tmp_path):
     assert not (run / "report.html").exists()
 
 
+def test_run_csvs_name_images_below_the_data_root_and_resolve_back(tiny_run):
+    for csv_path in (tiny_run / "select" / "xssr" / "selection.csv", tiny_run / "embed" / "pool_index.csv",
+                     tiny_run / "evaluate" / "xssr" / "per_image.csv"):
+        written = run_report.read_csv(csv_path)
+        root = json.loads((csv_path.parent / "manifest.json").read_text())["outputs"]["data_root"]
+        assert all(not row["image"].startswith("/") and root not in row["key"] for row in written), csv_path
+        for row, resolved in zip(written, read_named_rows(csv_path)):
+            assert resolved["image"] == str(run_report.Path(root) / row["image"])
+            assert run_report.Path(resolved["image"]).is_file()
+
+
 def test_missing_pictures_and_old_evaluations_are_explained(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     (run / "evaluate" / "random" / "examples.npz").unlink()  # as evaluated before examples were kept
-    picked = run_report.read_csv(run / "select" / "xssr" / "selection.csv")[0]["image"]
+    picked = read_named_rows(run / "select" / "xssr" / "selection.csv")[0]["image"]
     moved = tmp_path / "moved.png"
     shutil.copy(picked, moved)
     try:

@@ -63,11 +63,3 @@ def record_order(record: ImageRecord) -> tuple[str, int]:
     this key orders by file, then by slice number (2-D files first, as -1).
     """
     return (str(record.image), -1 if record.slice_index is None else record.slice_index)
-
-
-def record_row(index: int, record: ImageRecord) -> dict[str, Any]:
-    """One CSV row naming a record and its position in its group (pool_index.csv, selection.csv...)."""
-    return {
-        "index": index, "key": record.key, "image": str(record.image), "slice_index": record.slice_index,
-        "site": record.site, "case_id": record.case_id,
-    }

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from xssr.data import ImageRecord, InputError, file_sha1, read_embeddings
+from xssr.data.names import csv_root, resolve_name
 from xssr.embedding.base import Batches
 
 
@@ -16,7 +17,8 @@ class PrecomputedEmbedder:
     """Reads ``embed.pool_file`` and ``embed.source_file`` (``(n, d)`` .npy).
 
     Rows are matched to images by an index CSV beside each file (``embed.pool_index`` /
-    ``embed.source_index``, with an ``image`` column and an optional ``slice_index``), or,
+    ``embed.source_index``, with an ``image`` column and an optional ``slice_index``; relative
+    names start at the CSV's folder, or at the data root of a run's ``pool_index.csv``), or,
     without one, must be in xssr's record order: the order of ``pool_index.csv`` that any
     ``xssr embed`` writes, which is sorted by image path and slice.
     """
@@ -98,11 +100,11 @@ class PrecomputedEmbedder:
                                + ", ".join(bad[:10]))])
         if len(rows) != len(array):
             raise InputError([(f"{index} ({setting})", f"has {len(rows)} rows for {len(array)} embeddings")])
-        folder = index.parent
+        # Relative names start at the data root a run's pool_index.csv records, else at the CSV's folder.
+        root = csv_root(index)
         position = {}
         for i, row in enumerate(rows):
-            image = Path(row["image"]).expanduser()
-            image = (image if image.is_absolute() else folder / image).resolve()
+            image = Path(resolve_name(str(Path(row["image"]).expanduser()), root))
             sliced = row.get("slice_index") or None
             position[(str(image), int(sliced) if sliced is not None else None)] = i
         missing = [r.label for r in records if (str(r.image), r.slice_index) not in position]

@@ -15,7 +15,7 @@ import numpy as np
 
 from xssr.config import RunConfig, from_dict
 from xssr.data import ImageRecord, load_records
-from xssr.report.io import read_csv
+from xssr.data.names import read_named_rows
 
 
 def run_selection(run: str | Path, method: str) -> tuple[RunConfig, list[ImageRecord], list[ImageRecord]]:
@@ -37,7 +37,7 @@ def run_selection(run: str | Path, method: str) -> tuple[RunConfig, list[ImageRe
     pool = load_records(d.pool, data_root=d.data_root) if " + " not in d.pool else [
         r for part in d.pool.split(" + ") for r in load_records(part.strip(), data_root=d.data_root)]
     by_key = {r.key: r for r in pool}
-    rows = read_csv(selection)
+    rows = read_named_rows(selection)
     missing = [row["key"] for row in rows if row["key"] not in by_key]
     if missing:
         raise ValueError(f"{selection}: {len(missing)} selected image(s) are no longer in the pool "

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from xssr.data.records import ImageRecord, record_row
+from xssr.data.names import record_row
+from xssr.data.records import ImageRecord
 from xssr.report.io import write_csv
 from xssr.selection import SelectionResult
 
@@ -16,16 +17,18 @@ SELECTION_COLUMNS = (
 )
 
 
-def write_selection(folder: Path, result: SelectionResult, pool: Sequence[ImageRecord] | None = None) -> Path:
+def write_selection(folder: Path, result: SelectionResult, pool: Sequence[ImageRecord] | None = None,
+                    root: Path | None = None) -> Path:
     """Write ``selection.csv`` (and ``alpha_curve.csv`` when alpha was calibrated) into ``folder``.
 
-    With ``pool`` each row names its image; without (embeddings from elsewhere) the row's
-    ``key`` is its pool index.
+    With ``pool`` each row names its image (relative to ``root``, which the caller records in the
+    stage manifest: xssr.data.names); without (embeddings from elsewhere) the row's ``key`` is its
+    pool index.
     """
     rows = []
     for row in result.to_rows():
         index = int(row["index"])
-        extra = record_row(index, pool[index]) if pool is not None else {"key": str(index)}
+        extra = record_row(index, pool[index], root) if pool is not None else {"key": str(index)}
         rows.append({**row, **extra, "method": result.method, "alpha": result.alpha, "beta": result.beta})
     path = write_csv(Path(folder) / "selection.csv", rows, SELECTION_COLUMNS)
     curve = Path(folder) / "alpha_curve.csv"

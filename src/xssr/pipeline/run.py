@@ -33,7 +33,7 @@ import numpy as np
 
 from xssr.config import PREDICTION_SETTINGS, RunConfig, fingerprint_settings
 from xssr.data import ImageRecord, iter_arrays
-from xssr.data.records import record_row
+from xssr.data.names import ROOT_OUTPUT, data_root, read_named_rows, record_row
 from xssr.embedding import get_embedder, pretrain_groups, uses_source_model
 from xssr.metrics import dice_per_image, summarise_dice
 from xssr.pipeline.inputs import Inputs
@@ -41,7 +41,7 @@ from xssr.pipeline.models import ModelStages, StageResult, progress_bar
 from xssr.pipeline.plan import needs_embeddings
 from xssr.pipeline.stage import Stage
 from xssr.report.examples import EXAMPLES_FILE, save_examples
-from xssr.report.io import read_csv, read_json, save_array, write_csv, write_json
+from xssr.report.io import read_json, save_array, write_csv, write_json
 from xssr.report.provenance import config_fingerprint
 from xssr.selection import SelectionResult
 from xssr.selection import select as select_core
@@ -224,10 +224,12 @@ class Pipeline(ModelStages):
             save_array(stage.folder / files[group], embedding)
             counts[group] = int(len(embedding))
         if distributed.is_main():
-            write_csv(stage.folder / "pool_index.csv",
-                      [record_row(i, r) for i, r in enumerate(self.inputs.records["pool"])])
+            pool = self.inputs.records["pool"]
+            root = data_root(pool)
+            write_csv(stage.folder / "pool_index.csv", [record_row(i, r, root) for i, r in enumerate(pool)])
             stage.finish(started, {"files": files, "counts": counts, "embedder": self.embedder.name,
-                                   "seed": self.config.seed, "pool_spec": self.config.data.pool})
+                                   "seed": self.config.seed, "pool_spec": self.config.data.pool,
+                                   ROOT_OUTPUT: str(root)})
         return self._written(stage)
 
     def _embed_group(self, group: str, fitted: StageResult | None) -> np.ndarray | None:
@@ -302,9 +304,10 @@ class Pipeline(ModelStages):
                                      labeled=labeled or None, **settings)
             from xssr.exchange.selection_csv import write_selection
 
-            write_selection(stage.folder, result, pool)
+            root = data_root(pool)
+            write_selection(stage.folder, result, pool, root)
             stage.finish(started, {
-                "selection": "selection.csv", "n_selected": int(len(result.indices)), "alpha": result.alpha,
+                "selection": "selection.csv", ROOT_OUTPUT: str(root), "n_selected": int(len(result.indices)), "alpha": result.alpha,
                 "coverage": None if np.isnan(result.coverage) else result.coverage,
                 "alpha_curve": [list(pair) for pair in result.alpha_curve], "delta": result.delta,
             })
@@ -313,7 +316,7 @@ class Pipeline(ModelStages):
     def selected(self, selection: StageResult) -> list[ImageRecord]:
         """The pool records a selection chose, in pick order."""
         by_key = {r.key: r for r in self.inputs.records["pool"]}
-        return [by_key[row["key"]] for row in read_csv(selection.path("selection"))]
+        return [by_key[row["key"]] for row in read_named_rows(selection.path("selection"))]
 
     # ---- stage 4: evaluation
     def evaluate(self, method: str, trained: StageResult) -> dict[str, Any]:
@@ -347,6 +350,7 @@ class Pipeline(ModelStages):
             infer_seconds = time.perf_counter() - start_infer
             dice = dice_per_image(predicted, masks, 0.5)
             test = self.inputs.records["test"]
+            root = data_root(test)
             metrics = {
                 "method": method, "n_train": trained.outputs["n_train"],
                 "dice": summarise_dice(dice, [r.site for r in test]),
@@ -354,11 +358,11 @@ class Pipeline(ModelStages):
                 "recipe": cfg.recipe, **self._source_note(),
             }
             write_csv(stage.folder / "per_image.csv",
-                      [{**record_row(i, r), "dice": float(v)} for i, (r, v) in enumerate(zip(test, dice))])
+                      [{**record_row(i, r, root), "dice": float(v)} for i, (r, v) in enumerate(zip(test, dice))])
             # The best and worst few, for the report's overlays (tens of kilobytes).
             save_examples(stage.folder / EXAMPLES_FILE, images, masks, predicted, dice)
             write_json(stage.folder / "metrics.json", metrics)
-            stage.finish(started, {"metrics": "metrics.json", "examples": EXAMPLES_FILE,
+            stage.finish(started, {"metrics": "metrics.json", "examples": EXAMPLES_FILE, ROOT_OUTPUT: str(root),
                                    "inference_images_per_second":
                                    round(len(test) / infer_seconds, 2) if infer_seconds else None})
         self._written(stage)

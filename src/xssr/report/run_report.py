@@ -18,6 +18,7 @@ import numpy as np
 
 from xssr.report.examples import EXAMPLES_FILE, read_examples
 from xssr.report.html import render_report
+from xssr.data.names import csv_root, resolve_rows
 from xssr.report.io import read_csv, write_text
 from xssr.report.run_text import metrics_rows, seeds_rows
 
@@ -67,8 +68,9 @@ def _read_json(path: Path) -> Any:
 
 
 def _read_rows(path: Path, needed: tuple[str, ...]) -> list[dict]:
+    """Rows of a run CSV, its image names made absolute (xssr.data.names)."""
     try:
-        rows = read_csv(path)
+        rows = resolve_rows(read_csv(path), csv_root(path))
     except UnicodeDecodeError as error:
         raise ValueError(f"{path}: not UTF-8 text ({error.reason}).") from None
     missing = [c for c in needed if rows and c not in rows[0]]
