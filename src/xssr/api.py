@@ -107,6 +107,14 @@ def embed(config: RunConfig, out: str | Path, *, progress: bool = False) -> dict
     return {group: embeddings.folder / name for group, name in embeddings.outputs["files"].items()}
 
 
+def embed_images(run: str | Path, images: str, out: str | Path, *, device: str | None = None) -> Path:
+    """Embed the images of the data spec ``images`` with the model ``run`` fitted; returns the
+    folder holding embeddings.npy, index.csv and manifest.json (the run is not changed)."""
+    from xssr.pipeline.new_images import embed_images as embed_with_run
+
+    return embed_with_run(run, images, out, device=device)
+
+
 def select(config: RunConfig, out: str | Path, *, progress: bool = False) -> dict[str, Path]:
     """Run every configured selection method (stage 2); returns {method: selection.csv}."""
     selections = _open(config, out, "select", progress).selections()

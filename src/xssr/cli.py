@@ -176,6 +176,23 @@ def embed(out, no_progress, **options) -> None:
         click.echo(f"{group} embeddings: {path}")
 
 
+@main.command("embed-images")
+@click.argument("run", type=click.Path(file_okay=False))
+@click.argument("images")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for embeddings.npy, index.csv and manifest.json (not inside RUN's embed/).")
+@click.option("--device", help="auto (default: the run's setting), cpu or cuda.")
+@_errors_to_exit
+def embed_images(run, images, out, device) -> None:
+    """Embed IMAGES (any data spec) with the model RUN fitted, into a folder of their own.
+
+    The rows line up with index.csv; use them with --set embed.model=precomputed
+    --set embed.pool_file=OUT/embeddings.npy --set embed.pool_index=OUT/index.csv.
+    """
+    folder = api.embed_images(run, images, out, device=device)
+    click.echo(f"embeddings: {folder / 'embeddings.npy'} (rows as in {folder / 'index.csv'})")
+
+
 @main.command()
 @_config_options
 @out_option
