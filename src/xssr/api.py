@@ -115,6 +115,27 @@ def embed_images(run: str | Path, images: str, out: str | Path, *, device: str |
     return embed_with_run(run, images, out, device=device)
 
 
+def advise(run: str | Path, labeled: str, next_batch: int, out: str | Path, *, settings: Sequence[str] = (),
+           folds: int = 3, n_sizes: int = 3, progress=None) -> dict:
+    """How much Dice ``next_batch`` more annotations are likely to add, from a cross-validated
+    learning curve of ``run``'s recipe on the annotated images of ``labeled`` (a data spec, e.g. a
+    round folder's ``manifest.csv#paths=any``); ``settings`` ("train.steps=500", ...) override the
+    run's. Writes OUT/advice.json and OUT/curve.csv (docs/advice.md)."""
+    from xssr.config import apply_overrides, check_config
+    from xssr.pipeline.advice import advise as fit_and_advise
+    from xssr.pipeline.new_images import run_config
+
+    config = run_config(Path(run))
+    overrides = {}
+    for item in settings:
+        key, _, value = item.partition("=")
+        overrides[key.strip()] = value.strip()
+    config = apply_overrides(config, overrides, where="option")
+    check_config(config)
+    check_writable_folder(out)
+    return fit_and_advise(config, run, labeled, next_batch, out, folds=folds, n_sizes=n_sizes, progress=progress)
+
+
 def select(config: RunConfig, out: str | Path, *, progress: bool = False) -> dict[str, Path]:
     """Run every configured selection method (stage 2); returns {method: selection.csv}."""
     selections = _open(config, out, "select", progress).selections()

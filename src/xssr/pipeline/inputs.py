@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -48,15 +48,24 @@ class Inputs:
         return shared
 
     # ---- checking
-    def check(self, groups: Sequence[str], masks: Sequence[str] = ()) -> None:
-        """Resolve and check the given groups (all at once); raises InputError listing every problem."""
-        specs = {g: getattr(self.config.data, g) for g in GROUPS}
+    def check(self, groups: Sequence[str], masks: Sequence[str] = (),
+              given: Mapping[str, Sequence[ImageRecord]] | None = None) -> None:
+        """Resolve and check the given groups (all at once); raises InputError listing every problem.
+
+        ``given`` adds groups whose records the caller resolved already (the annotated images of a
+        round, say), checked with the others and named in ``groups``/``masks`` like them.
+        """
+        given = dict(given or {})
+        specs = {g: getattr(self.config.data, g) if g in GROUPS else "" for g in groups}
         problems = [f"data.{g} is not set, but this step needs the {g} images" + _MISSING_GROUP_HINTS.get(g, "")
-                    for g in groups if not specs[g]]
+                    for g in groups if not specs[g] and g not in given]
         if problems:
             raise ValueError("Missing inputs:\n  " + "\n  ".join(problems))
         spec_problems = []
         for group in groups:
+            if group in given:
+                self.records[group] = list(given[group])
+                continue
             # "SPEC + SPEC" joins several specs, e.g. one pool drawn from two datasets' manifests.
             parts = [part.strip() for part in specs[group].split(" + ")]
             try:

@@ -88,7 +88,7 @@ class ModelStages:
             return self._written(stage)
 
     # ---- stage 3: U-Net
-    def _model_settings(self, *, recipe: bool) -> dict[str, Any]:
+    def model_settings(self, *, recipe: bool) -> dict[str, Any]:
         """The train settings that shape a trained model (not how its predictions are read);
         without ``recipe``, only those a source model trained by the plain recipe depends on."""
         recipe_only = ("recipe", "source_weights", "joint_target_fraction", "ema_decay", "consistency_weight",
@@ -123,7 +123,7 @@ class ModelStages:
 
     def _source_model_stage(self) -> Stage:
         return self._shared("source-train", {
-            "data": self.inputs.data_key(), "train": self._model_settings(recipe=False), "seed": self.config.seed,
+            "data": self.inputs.data_key(), "train": self.model_settings(recipe=False), "seed": self.config.seed,
             "source": self.inputs.group_hash("source")})
 
     def _save_model(self, stage: Stage, started: float, model, history, *, n_train: int,
@@ -152,7 +152,7 @@ class ModelStages:
         source = self.source_model() if "source_model" in recipe.needs else None
         target = self._supervised_model(method, selection) if "target_model" in recipe.needs else None
         ssl = self._ssl_model() if "ssl_model" in recipe.needs else None
-        inputs = {"train": self._model_settings(recipe=True), "data": self.inputs.data_key(), "seed": self.config.seed}
+        inputs = {"train": self.model_settings(recipe=True), "data": self.inputs.data_key(), "seed": self.config.seed}
         if "labels" in recipe.needs:
             # Pick order is kept: it decides the batches.
             inputs["images"] = [(r.key, *self.inputs.record_hash(r.key)) for r in records]
@@ -182,7 +182,10 @@ class ModelStages:
         with self._exclusive(stage):
             if self._done(stage, "unet.pt"):  # made by another process while we waited
                 return self._reuse(stage)
-            data = self._training_data(recipe, records, source)
+            d = self.config.data
+            labeled = (load_arrays(records, d.image_size, self.inputs.channels, d.normalize, with_masks=True)
+                       if "labels" in recipe.needs else (None, None))
+            data = self.training_data(recipe, *labeled, source=source)
             extra = {"recipe": cfg.recipe}
             import torch
 
@@ -213,16 +216,15 @@ class ModelStages:
         branch._device, branch._announced = self._device, self._announced
         return branch.train(method, selection)
 
-    def _training_data(self, recipe, records: list[ImageRecord], source: StageResult | None):
+    def training_data(self, recipe, images: np.ndarray | None, masks: np.ndarray | None,
+                      source: StageResult | None):
+        """What ``recipe`` trains from: the given annotated images and masks, and (as it needs them)
+        the source U-Net's weights, the source images and masks, and the unlabeled pool."""
         import torch
 
         from xssr.train.recipes.base import TrainingData
 
-        d = self.config.data
-        data = TrainingData(channels=self.inputs.channels)
-        if "labels" in recipe.needs:
-            data.images, data.masks = load_arrays(records, d.image_size, self.inputs.channels, d.normalize,
-                                                  with_masks=True)
+        data = TrainingData(channels=self.inputs.channels, images=images, masks=masks)
         if source is not None:
             data.source_state = torch.load(source.path("checkpoint"), map_location="cpu", weights_only=True)
         if "source_masks" in recipe.needs:

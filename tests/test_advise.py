@@ -1,0 +1,83 @@
+"""`xssr advise`: a cross-validated learning curve on the annotated images says what the next batch adds."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from xssr.cli import main
+
+TINY_TRAIN = ["--image-size", "32", "--set", "train.steps=6", "--set", "train.channels=4,8",
+              "--set", "train.num_res_units=0", "--device", "cpu", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory, synthetic_specs):
+    run = tmp_path_factory.mktemp("advise") / "run"
+    result = CliRunner().invoke(main, ["select", "--source", synthetic_specs["source"], "--pool", synthetic_specs["pool"],
+                                       "--methods", "random", "--budget", "4", *TINY_TRAIN, "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def _advise(run, labeled, out, *extra):
+    return CliRunner().invoke(main, ["advise", str(run), labeled, "--out", str(out), *extra])
+
+
+def test_advice_trains_the_plan_once_and_answers_again_from_its_points(run_folder, synthetic_specs, tmp_path):
+    out = tmp_path / "advice"
+    result = _advise(run_folder, synthetic_specs["pool"], out, "--next", "10")
+    assert result.exit_code == 0, result.output
+    advice = json.loads((out / "advice.json").read_text())
+    assert advice["n_labeled"] == 20 and advice["next_batch"] == 10 and advice["u_nets_trained"] == 9
+    assert advice["sizes"] == [3, 6, 13] and len(list((out / "points").glob("*.json"))) == 9
+    low, high = advice["gain_interval_95"]
+    assert low <= advice["gain"] <= high
+    assert "Annotating 10 more image(s) (to 30) is expected to add" in result.output
+    assert result.output.count("curve point") == 9 and "(reused)" not in result.output
+    # Every point measured every held-out image once: 20 Dice values per size, from three folds.
+    points = [json.loads(p.read_text()) for p in (out / "points").glob("*.json")]
+    assert sorted(sum(len(p["dice"]) for p in points if p["size"] == s) for s in (3, 6, 13)) == [20, 20, 20]
+
+    # Another batch size costs no training; a changed setting trains again.
+    again = _advise(run_folder, synthetic_specs["pool"], out, "--next", "40")
+    assert again.exit_code == 0 and again.output.count("(reused)") == 9, again.output
+    assert json.loads((out / "advice.json").read_text())["sizes"] == advice["sizes"]
+    changed = _advise(run_folder, synthetic_specs["pool"], out, "--next", "10", "--set", "train.steps=3")
+    assert changed.exit_code == 0 and "(reused)" not in changed.output, changed.output
+
+
+def test_a_source_recipe_gets_the_source_model_checked_and_trained(run_folder, synthetic_specs, tmp_path):
+    result = _advise(run_folder, synthetic_specs["pool"], tmp_path / "ft", "--next", "5", "--folds", "2",
+                     "--sizes", "2", "--set", "train.recipe=fine-tune")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "ft" / "advice.json").read_text())["recipe"] == "fine-tune"
+    assert (run_folder / "source-train" / "unet.pt").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--next", "0"], "--next: must be at least 1 image"),
+    (["--next", "5", "--set", "train.recipe=source-only"], "trains on no annotated target image"),
+    (["--next", "5", "--set", "train.recipe=fusion"], "trains a second model per subset"),
+    (["--next", "5", "--folds", "1"], "folds must be at least 2"),
+])
+def test_questions_it_cannot_answer_are_refused_before_training(run_folder, synthetic_specs, tmp_path, args, message):
+    result = _advise(run_folder, synthetic_specs["pool"], tmp_path / "o", *args)
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o" / "points").exists()
+
+
+def test_too_few_or_unannotated_images_are_named(run_folder, synthetic_specs, tmp_path):
+    few = synthetic_specs["pool"] + "&n=6"
+    result = _advise(run_folder, few, tmp_path / "o", "--next", "5")
+    assert result.exit_code == 2 and "needs at least 9 annotated images; there are 6" in result.output
+
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    from PIL import Image
+
+    for i in range(10):
+        Image.new("L", (32, 32), 20 * i).save(folder / f"x{i}.png")
+    result = _advise(run_folder, str(folder), tmp_path / "o", "--next", "5")
+    assert result.exit_code == 2 and "x0.png" in result.output and "mask" in result.output
+    assert not (tmp_path / "o" / "points").exists()
