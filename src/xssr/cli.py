@@ -479,6 +479,40 @@ def bench_report(suite, results, out, docs) -> None:
     click.echo(text)
 
 
+@bench.command("advice")
+@click.argument("suite")
+@results_option
+@click.option("--work", type=click.Path(file_okay=False), help="Scratch space (default as for bench run).")
+@click.option("--table", "tables", multiple=True, default=("T5",), show_default=True,
+              help="Experiments whose budget sweeps to check against.")
+@click.option("--dataset", "datasets", multiple=True, help="Only these datasets.")
+@click.option("--method", "methods", multiple=True, default=("random",), show_default=True)
+@click.option("--budget", "budgets", multiple=True, type=float, help="Only advise at these budgets.")
+@click.option("--seed", "seeds", multiple=True, type=int, help="Only these seeds.")
+@click.option("--docs", type=click.Path(dir_okay=False), help="Also replace the advice block in this Markdown file.")
+@_errors_to_exit
+def bench_advice(suite, results, work, tables, datasets, methods, budgets, seeds, docs) -> None:
+    """Check `xssr advise` against SUITE's committed budget sweep: at each budget, the learning curve
+    on the run's own picks predicts the gain of the next budget, which the next run measured."""
+    from xssr.bench import load_suite
+    from xssr.bench.advice import advice_table, check_advice
+    from xssr.bench.report import update_docs
+
+    loaded = load_suite(_suite_path(suite))
+    results = _default_folder(suite, results, "results", "results")
+    work = _default_folder(suite, work, "cache", "cache")
+    specs = [s for s in loaded.filter(tables=tables, datasets=datasets, methods=methods, seeds=seeds)
+             if not budgets or s.budget in budgets]
+    rows = check_advice(loaded, specs, Path(results), Path(work))
+    text = advice_table(rows)
+    if docs:
+        update_docs(docs, f"advice-{loaded.name}", text,
+                    command=f"xssr bench advice {suite} " + " ".join(
+                        [f"--table {t}" for t in tables] + [f"--method {m}" for m in methods]
+                        + [f"--budget {b:g}" for b in budgets]))
+    click.echo(text)
+
+
 @bench.command("cost")
 @click.option("--pool-sizes", default="1000,10000,100000", show_default=True)
 @click.option("--methods", "method_names", default="xssr,coreset,typiclust,probcover", show_default=True)

@@ -527,3 +527,30 @@ def test_selection_cost_can_measure_another_checkout():
     src = Path(__file__).resolve().parents[2] / "src"
     row = selection_cost(300, "coreset", dim=16, code=src)
     assert row["n_selected"] == 15 and len(row["code_commit"]) in (40, len("unknown"))
+
+
+def test_bench_advice_checks_the_learning_curve_against_the_next_budget(tmp_path):
+    from click.testing import CliRunner
+
+    from xssr.cli import main
+
+    data = make_synthetic_dataset(tmp_path / "syn", n_source=6, n_pool=20, n_test=4, size=32)
+    experiments = '[[experiments]]\ntable = "T5"\nmethods = ["random"]\nbudgets = [9, 14]\n'
+    path = _suite_file(tmp_path, _synthetic_datasets(data), experiments, seeds="[0]")
+    results, work, docs = tmp_path / "results", tmp_path / "work", tmp_path / "docs.md"
+    args = ["bench", "advice", str(path), "--results", str(results), "--work", str(work)]
+    missing = CliRunner().invoke(main, args)
+    assert missing.exit_code == 2 and "the committed run to compare with is missing" in missing.output
+
+    run_suite(load_suite(path), results, work)
+    result = CliRunner().invoke(main, [*args, "--docs", str(docs)])
+    assert result.exit_code == 0, result.output
+    row = json.loads((results / "advice" / "tiny__syn__random__b9__s0.json").read_text())
+    runs = {b: json.loads((results / "tiny" / "runs" / f"syn__random__b{b}__s0.json").read_text()) for b in (9, 14)}
+    assert row["n_labeled"] == 9 and row["n_next"] == 14 and row["advice"]["u_nets_trained"] == 9
+    assert row["measured_gain"] == runs[14]["dice"]["overall"]["mean"] - runs[9]["dice"]["overall"]["mean"]
+    assert row["error"] == row["predicted_gain"] - row["measured_gain"]
+    assert "| syn | random | 9 → 14 | 0 |" in result.output and "1 checks: mean absolute error" in result.output
+    assert "BEGIN generated: advice-tiny" in docs.read_text()
+    # Done checks are read back, not trained again.
+    assert CliRunner().invoke(main, args).output == result.output

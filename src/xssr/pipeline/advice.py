@@ -56,14 +56,15 @@ def check_recipe(config: RunConfig) -> None:
                            f"learning curve does not do; ask with one of {', '.join(usable)}")])
 
 
-def advise(config: RunConfig, run: str | Path, labeled: str, next_batch: int, out: str | Path, *,
-           folds: int = 3, n_sizes: int = 3, n_boot: int = 1000,
-           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Fit the learning curve of ``config``'s recipe on the images of ``labeled`` and estimate the
-    gain of ``next_batch`` more; writes OUT/advice.json and OUT/curve.csv and returns the advice.
+def advise(config: RunConfig, run: str | Path, labeled: str | list[ImageRecord], next_batch: int,
+           out: str | Path, *, folds: int = 3, n_sizes: int = 3, n_boot: int = 1000,
+           progress: Callable[[str], None] | None = None, store: Path | None = None) -> dict[str, Any]:
+    """Fit the learning curve of ``config``'s recipe on the images of ``labeled`` (a data spec, or
+    the annotated records themselves) and estimate the gain of ``next_batch`` more; writes
+    OUT/advice.json and OUT/curve.csv and returns the advice.
 
-    ``run`` is the run folder whose stages (the source U-Net) are reused; every input is checked
-    before the first U-Net trains.
+    ``run`` is the run folder whose stages (the source U-Net) are reused (``store``: a benchmark's
+    shared stage store instead); every input is checked before the first U-Net trains.
     """
     from xssr.pipeline import Inputs, Pipeline
     from xssr.train.recipes import get_recipe
@@ -71,7 +72,10 @@ def advise(config: RunConfig, run: str | Path, labeled: str, next_batch: int, ou
     if next_batch < 1:
         raise InputError([("--next", f"must be at least 1 image (got {next_batch})")])
     check_recipe(config)
-    records = labeled_records(labeled, config.data.data_root)
+    if isinstance(labeled, str):
+        records = labeled_records(labeled, config.data.data_root)
+    else:
+        records, labeled = list(labeled), f"{len(labeled)} given images"
     tasks = curve_plan(len(records), folds=folds, n_sizes=n_sizes, seed=config.seed)
     recipe = get_recipe(config.train.recipe)
     # The recipe's other inputs, checked with the annotated images before the first U-Net trains.
@@ -84,7 +88,7 @@ def advise(config: RunConfig, run: str | Path, labeled: str, next_batch: int, ou
         from xssr.train import read_source_weights
 
         read_source_weights(config.train.source_weights, inputs.channels, config.train)
-    pipeline = Pipeline(config, Path(run), inputs)
+    pipeline = Pipeline(config, Path(run), inputs, store=store)
     source = pipeline.source_model() if "source_model" in recipe.needs else None
 
     d = config.data
