@@ -479,6 +479,27 @@ def bench_report(suite, results, out, docs) -> None:
     click.echo(text)
 
 
+@bench.command("choose")
+@click.argument("suite")
+@results_option
+@click.option("--table", default="A", show_default=True, help="The experiments that compare the recipes.")
+@click.option("--docs", type=click.Path(dir_okay=False), help="Also replace the choice block in this Markdown file.")
+@_errors_to_exit
+def bench_choose(suite, results, table, docs) -> None:
+    """Apply the recipe rule of SUITE (recipes-val) to its finished validation runs: the default
+    recipe for teams with source masks, with only a source model, and with neither."""
+    from xssr.bench import load_suite
+    from xssr.bench.choose import summary
+    from xssr.bench.report import load_runs, update_docs
+
+    loaded = load_suite(_suite_path(suite))
+    results = _default_folder(suite, results, "results", "results")
+    text, _ = summary(load_runs(results, loaded), loaded, table)
+    if docs:
+        update_docs(docs, f"choice-{loaded.name}", text, command=f"xssr bench choose {suite} --table {table}")
+    click.echo(text)
+
+
 @bench.command("advice")
 @click.argument("suite")
 @results_option

@@ -554,3 +554,33 @@ def test_bench_advice_checks_the_learning_curve_against_the_next_budget(tmp_path
     assert "BEGIN generated: advice-tiny" in docs.read_text()
     # Done checks are read back, not trained again.
     assert CliRunner().invoke(main, args).output == result.output
+
+
+def _recipe_run(variant, dataset, seed, dice, seconds):
+    return {"variant": variant, "dataset": dataset, "seed": seed, "dice": {"overall": {"mean": dice}},
+            "timings": {"unet_train_seconds": seconds}}
+
+
+def test_recipe_rule_keeps_the_cheaper_recipe_within_the_tolerance_and_waits_for_every_seed():
+    from xssr.bench.choose import recipe_choices, recipe_scores
+
+    runs = []
+    for seed in (0, 1):
+        for dataset, shift in (("a", 0.0), ("b", 0.02)):
+            runs += [_recipe_run("mean-teacher", dataset, seed, 0.950 + shift, 600),
+                     _recipe_run("fine-tune", dataset, seed, 0.947 + shift, 300),  # 0.003 below: cheaper wins
+                     _recipe_run("joint", dataset, seed, 0.930 + shift, 350),
+                     _recipe_run("supervised", dataset, seed, 0.900 + shift, 280),
+                     _recipe_run("mean-teacher-scratch", dataset, seed, 0.910 + shift, 500),  # 0.01 above: kept
+                     _recipe_run("source-only", dataset, seed, 0.990, 0),  # ignores annotations: never a candidate
+                     _recipe_run("plain", dataset, seed, 0.999, 1)]  # the reference, not a candidate
+    recipes = ["mean-teacher", "fine-tune", "joint", "supervised", "mean-teacher-scratch", "source-only"]
+    masks, model_only, neither = recipe_choices(recipe_scores(runs, ["a", "b"], [0, 1]), recipes)
+    assert (masks.best, masks.chosen) == ("mean-teacher", "fine-tune") and "within 0.005" in masks.reason
+    assert model_only.chosen == "fine-tune" and "joint" not in model_only.candidates
+    assert neither.chosen == "mean-teacher-scratch" and neither.candidates == ("supervised", "mean-teacher-scratch")
+
+    # One missing seed of one candidate: no verdict yet for the choices that include it.
+    partial = [r for r in runs if not (r["variant"] == "supervised" and r["seed"] == 1 and r["dataset"] == "b")]
+    masks, _, neither = recipe_choices(recipe_scores(partial, ["a", "b"], [0, 1]), recipes)
+    assert masks.chosen is None and "not yet: supervised" in masks.reason and neither.chosen is None

@@ -1,0 +1,133 @@
+"""The default training recipe, chosen by the rule written in benchmarks/suites/recipes-val.toml
+before its runs, applied to its finished validation runs (never to a test split).
+
+Rule 1: the highest validation Dice averaged over the datasets (each dataset's mean over the
+suite's seeds); if a cheaper recipe is within ``TOLERANCE`` of it, the cheaper one. "Cheaper" is
+measured, not assumed: the median seconds a run spent training its own U-Net(s) (the recipe's
+stage and, for fusion, its target branch), summed over the datasets. The source U-Net, trained
+once per source and seed and shared by every run that starts from it, is not counted. The same
+rule over the recipes that need no source data gives the fallback for a team without source
+masks or a source model, and over those that need no source masks (a source model is enough)
+the choice for a team that brings only its model.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from statistics import mean, median
+from typing import Sequence
+
+TOLERANCE = 0.005
+#: The reference of table A (the paper's recipe without the shared ingredients), not a candidate.
+REFERENCE = "plain"
+
+
+@dataclass(frozen=True)
+class RecipeScore:
+    recipe: str
+    dice: dict[str, float]  # dataset -> mean validation Dice over its seeds
+    seeds: dict[str, int]
+    average: float
+    train_seconds: float
+    complete: bool  # every dataset at every seed: only then may the rule use it
+
+
+@dataclass(frozen=True)
+class Choice:
+    who: str  # which teams this choice is for
+    candidates: tuple[str, ...]
+    best: str | None
+    chosen: str | None
+    reason: str
+
+
+def recipe_scores(runs: Sequence[dict], datasets: Sequence[str], seeds: Sequence[int]) -> list[RecipeScore]:
+    """One score per recipe variant of ``runs`` with at least one run on every dataset (means over
+    the seeds it has; ``complete`` when it has them all)."""
+    dice: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    seconds: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        if run.get("variant") in (None, "", REFERENCE):
+            continue
+        dice[run["variant"]][run["dataset"]][run["seed"]] = run["dice"]["overall"]["mean"]
+        t = run.get("timings", {})
+        seconds[run["variant"]][run["dataset"]].append((t.get("unet_train_seconds") or 0.0)
+                                                       + (t.get("target_branch_seconds") or 0.0))
+    scores = []
+    for recipe, by_dataset in sorted(dice.items()):
+        if not all(by_dataset.get(d) for d in datasets):
+            continue
+        per_dataset = {d: mean(v for s, v in by_dataset[d].items() if s in seeds) for d in datasets}
+        scores.append(RecipeScore(recipe, per_dataset,
+                                  {d: len(set(by_dataset[d]) & set(seeds)) for d in datasets},
+                                  mean(per_dataset.values()), sum(median(seconds[recipe][d]) for d in datasets),
+                                  all(set(seeds) <= set(by_dataset[d]) for d in datasets)))
+    return scores
+
+
+def choose(scores: Sequence[RecipeScore], candidates: Sequence[str], who: str) -> Choice:
+    pool = [s for s in scores if s.recipe in candidates and s.complete]
+    missing = sorted(set(candidates) - {s.recipe for s in pool})
+    if missing or not pool:
+        return Choice(who, tuple(candidates), None, None,
+                      f"not yet: {', '.join(missing)} lack finished runs at some dataset or seed")
+    best = max(pool, key=lambda s: s.average)
+    close = [s for s in pool if s.average >= best.average - TOLERANCE]
+    chosen = min(close, key=lambda s: (s.train_seconds, -s.average))
+    if chosen is best:
+        reason = f"highest average validation Dice ({best.average:.4f})"
+    else:
+        reason = (f"within {TOLERANCE} of {best.recipe} ({chosen.average:.4f} vs {best.average:.4f}) and cheaper "
+                  f"({chosen.train_seconds:.0f} s vs {best.train_seconds:.0f} s of U-Net training)")
+    return Choice(who, tuple(candidates), best.recipe, chosen.recipe, reason)
+
+
+def recipe_choices(scores: Sequence[RecipeScore], recipes: Sequence[str]) -> list[Choice]:
+    """The three choices: with source masks, with only a source model, with neither. Candidates
+    train on the annotations: source-only ignores them and stays the do-nothing reference."""
+    from xssr.train.recipes import get_recipe
+
+    def usable(needs_allowed: set[str]) -> list[str]:
+        return [r for r in recipes if _known(r) and "labels" in get_recipe(r).needs
+                and set(get_recipe(r).needs) <= needs_allowed]
+
+    everything = {"labels", "source_model", "source_masks", "pool", "target_model"}
+    return [
+        choose(scores, usable(everything), "teams with source masks"),
+        choose(scores, usable({"labels", "source_model", "pool", "target_model"}),
+               "teams with only a source model (--source-weights)"),
+        choose(scores, usable({"labels", "pool"}), "teams with neither"),
+    ]
+
+
+def _known(name: str) -> bool:
+    from xssr.train.recipes import recipe_names
+
+    return name in recipe_names()
+
+
+def render_choice(scores: Sequence[RecipeScore], choices: Sequence[Choice], datasets: Sequence[str],
+                  finished: int, total: int) -> str:
+    head = "| recipe | " + " | ".join(f"{d} (seeds)" for d in datasets) + " | average | U-Net training s |"
+    lines = [f"{finished} of {total} runs finished.", "", head, "|" + "---|" * (len(datasets) + 3)]
+    for s in sorted(scores, key=lambda s: -s.average):
+        lines.append(f"| {s.recipe} | " + " | ".join(f"{s.dice[d]:.4f} ({s.seeds[d]})" for d in datasets)
+                     + f" | {s.average:.4f} | {s.train_seconds:.0f} |")
+    lines.append("")
+    for c in choices:
+        verdict = f"**{c.chosen}**: {c.reason}" if c.chosen else c.reason
+        lines.append(f"- {c.who} (from {', '.join(c.candidates) or 'none'}): {verdict}")
+    return "\n".join(lines) + "\n"
+
+
+def summary(runs: Sequence[dict], suite, table: str = "A") -> tuple[str, list[Choice]]:
+    """The rendered verdict of ``suite``'s finished runs of ``table``, and the choices."""
+    experiments = [e for e in suite.experiments if e.table == table]
+    variants = {e.variant for e in experiments}
+    datasets = sorted({d for e in experiments for d in e.datasets})
+    mine = [r for r in runs if r.get("variant") in variants]
+    scores = recipe_scores(mine, datasets, suite.seeds)
+    choices = recipe_choices(scores, sorted(variants - {REFERENCE}))
+    text = render_choice(scores, choices, datasets, len(mine), len(suite.runs((table,))))
+    return text, choices
