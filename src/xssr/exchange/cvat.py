@@ -44,6 +44,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from xssr.exchange.binary import binary_mask
 from xssr.report.io import atomic_path, write_text
 
 LABELMAP = "labelmap.txt"
@@ -119,7 +120,7 @@ def export_cvat_masks(items: Sequence[tuple[str, np.ndarray]], out_zip: str | os
                              "matches frames by name without extension); give each image its own name")
         owner[item_id] = name
         try:
-            painted = _binary_mask(mask)
+            painted = binary_mask(mask)
         except ValueError as error:
             raise ValueError(f"{where}: {name}: {error}") from None
         prepared.append((item_id, painted))
@@ -236,25 +237,6 @@ def _check_color(color: object, where: str) -> Color:
     if rgb == BACKGROUND_COLOR:
         raise ValueError(f"{where}: color (0, 0, 0) is the background's; choose another colour for the label")
     return rgb
-
-
-def _binary_mask(mask: object) -> np.ndarray:
-    """A 2-D bool array from a bool, {0, 1} or {0, 255} mask; other values raise ValueError."""
-    array = np.asarray(mask)
-    if array.ndim != 2:
-        raise ValueError(f"mask must be 2-D (height, width), got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError(f"mask is empty (shape {array.shape})")
-    if array.dtype == bool:
-        return array
-    if array.dtype.kind not in "iuf":
-        raise ValueError(f"mask must be bool or numbers 0/1 or 0/255, got dtype {array.dtype}")
-    zero = array == 0
-    if not ((zero | (array == 1)).all() or (zero | (array == 255)).all()):
-        found = np.unique(array)
-        shown = ", ".join(f"{v:g}" for v in found[:6]) + (", ..." if found.size > 6 else "")
-        raise ValueError(f"mask must be binary (bool, 0/1 or 0/255), found values {shown}; threshold it first")
-    return ~zero
 
 
 # ----------------------------------------------------------------------------- export in

@@ -31,6 +31,8 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 from PIL import Image, ImageDraw
 
+from xssr.exchange.binary import binary_mask
+
 # Names that tie the labelling configuration to the task JSON: a result's from_name / to_name must
 # name tags of the project's configuration, or Label Studio will not show the pre-annotation.
 IMAGE_TAG = "image"
@@ -58,7 +60,7 @@ def encode_brush_rle(mask: np.ndarray) -> list[int]:
     hand-drawn brush stroke. ``mask`` may be bool, {0, 1} or {0, 255}; anything else is refused
     rather than thresholded, so a probability map passed by mistake is caught.
     """
-    painted = _binary_mask(mask)
+    painted = binary_mask(mask)
     height, width = painted.shape
     num = height * width * 4
     if num >= 1 << 32:
@@ -212,25 +214,6 @@ def _rle_bytes(rle: Sequence[int]) -> bytes:
     return array.astype(np.uint8).tobytes()
 
 
-def _binary_mask(mask: np.ndarray) -> np.ndarray:
-    """A 2-D bool array from a bool, {0, 1} or {0, 255} mask; other values raise ValueError."""
-    array = np.asarray(mask)
-    if array.ndim != 2:
-        raise ValueError(f"mask must be 2-D (height, width), got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError(f"mask is empty (shape {array.shape})")
-    if array.dtype == bool:
-        return array
-    if array.dtype.kind not in "iuf":
-        raise ValueError(f"mask must be bool or numbers 0/1 or 0/255, got dtype {array.dtype}")
-    zero = array == 0
-    if not ((zero | (array == 1)).all() or (zero | (array == 255)).all()):
-        found = np.unique(array)
-        shown = ", ".join(str(v) for v in found[:6]) + (", ..." if found.size > 6 else "")
-        raise ValueError(f"mask must be binary (bool, 0/1 or 0/255), found values {shown}; threshold it first")
-    return ~zero
-
-
 def _check_size(height: int, width: int) -> None:
     for name, value in (("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -355,7 +338,7 @@ def tasks_for_selection(
 def _prediction(mask: np.ndarray, key: str, rank: int, label: str, model_version: str) -> dict:
     """One pre-annotation in Label Studio's documented prediction format."""
     try:
-        painted = _binary_mask(mask)
+        painted = binary_mask(mask)
     except ValueError as error:
         raise ValueError(f"prediction for {key}: {error}") from None
     result = []
