@@ -18,14 +18,11 @@ source images); the details are ours and follow the two methods it combines:
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from xssr.config import PretrainConfig
-from xssr.data import ImageRecord
-from xssr.embedding.base import Batches
+from xssr.embedding.mae import MAEEmbedder
 
 TEMPERATURE = 0.2
 
@@ -67,15 +64,12 @@ def _views(image_size: int, seed: int):
     return view
 
 
-class MIMContrastiveEmbedder:
-    name = "mim-contrastive"
-    learns = True
-    checkpoint = "mim_contrastive.pt"
-    per_image = True  # a row depends on its image alone: torchrun may split the images
-    pretrain_groups = ("source", "pool")  # target-informed: the unlabeled pool always takes part
+class MIMContrastiveEmbedder(MAEEmbedder):
+    """The MAE's network, saving and embedding, trained with the contrastive loss added."""
 
-    def __init__(self, config: PretrainConfig):
-        self.config = config
+    name = "mim-contrastive"
+    checkpoint = "mim_contrastive.pt"
+    pretrain_groups = ("source", "pool")  # target-informed: the unlabeled pool always takes part
 
     def settings(self) -> dict[str, Any]:
         from xssr.config import RunConfig, fingerprint_settings
@@ -83,9 +77,6 @@ class MIMContrastiveEmbedder:
         keyed = fingerprint_settings(RunConfig(pretrain=self.config))["pretrain"]
         return {"model": self.name, "temperature": TEMPERATURE,
                 **{k: v for k, v in keyed.items() if k not in ("train_on", "pseudo_labels", "ssl_loss")}}
-
-    def check(self, records) -> None:
-        pass
 
     def fit(self, images: np.ndarray, *, seed: int, device, progress=None) -> tuple[Any, dict[str, Any]]:
         import torch
@@ -119,17 +110,3 @@ class MIMContrastiveEmbedder:
         return mae.eval(), {"widths": list(c.widths), "final_loss": history.epoch_loss[-1],
                             "images_per_second": round(history.samples_per_second, 2), "precision": history.precision,
                             "history": [{"epoch": i + 1, "loss": v} for i, v in enumerate(history.epoch_loss)]}
-
-    def save(self, model: Any, path: Path) -> None:
-        from xssr.train.checkpoint import save_state
-
-        save_state(path, model.state_dict())
-
-    def embed(self, group: str, records: Sequence[ImageRecord], batches: Batches, *, checkpoint: Path | None,
-              channels: int, device) -> np.ndarray:
-        import torch
-
-        from xssr.train import embed_batches, load_mae
-
-        model = load_mae(torch.load(checkpoint, map_location="cpu", weights_only=True), channels, self.config.widths)
-        return embed_batches(model, batches(), device=device, precision=self.config.precision)
