@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from xssr.config import PREDICTION_SETTINGS
-from xssr.data import ImageRecord, InputError, iter_arrays, load_arrays
+from xssr.data import InputError, iter_arrays, load_arrays
 from xssr.pipeline.stage import Stage
 from xssr.report.io import save_array, write_csv
 from xssr.report.provenance import config_fingerprint

@@ -138,15 +138,7 @@ def train_minibatches(
             if net is not model:
                 batch, weight = distributed.batch_share(batch)
             batch = [t.to(device, non_blocking=True) for t in batch]
-            with autocast_context(device, precision):
-                loss = loss_fn(net, batch, generator)
-                if weight is not None:
-                    loss = loss * weight
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            if scheduler is not None:
-                scheduler.step()
+            loss = _optimiser_step(net, batch, loss_fn, generator, optimiser, scheduler, device, precision, weight)
             # An empty share's loss is NaN (a mean of nothing) with weight 0: it adds nothing.
             total += (float(loss.detach()) if weight != 0 else 0.0) * len(idx)
             count += len(idx)
@@ -165,6 +157,22 @@ def train_minibatches(
         model.load_state_dict(net.module.state_dict())  # the same weights on every process
     model.eval()
     return history
+
+
+def _optimiser_step(net, batch, loss_fn: LossFn, generator, optimiser, scheduler, device, precision: str,
+                    weight: float | None = None) -> torch.Tensor:
+    """One AdamW step on ``batch`` (its loss times ``weight``, a process's share under torchrun);
+    returns the detached loss."""
+    with autocast_context(device, precision):
+        loss = loss_fn(net, batch, generator)
+        if weight is not None:
+            loss = loss * weight
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.detach()
 
 
 def learning_rate_schedule(optimiser: torch.optim.Optimizer, name: str, total_steps: int):
@@ -213,13 +221,7 @@ def train_steps(
     total, count = 0.0, 0
     for step in range(steps):
         batch = [t.to(device, non_blocking=True) for t in draw(step)]
-        with autocast_context(device, precision):
-            loss = loss_fn(model, batch, generator)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        if scheduler is not None:
-            scheduler.step()
+        loss = _optimiser_step(model, batch, loss_fn, generator, optimiser, scheduler, device, precision)
         if after_step is not None:
             after_step(step)
         total += float(loss.detach())
