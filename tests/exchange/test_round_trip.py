@@ -163,3 +163,19 @@ def test_a_second_round_never_repicks_and_continues_the_first(study, tmp_path):
     result = _invoke("select", "--pool", study["pool"], *[a if a != "3" else "8" for a in args], *quick_mae,
                      "--labeled", labeled, "--out", tmp_path / "run3")
     assert result.exit_code == 2 and "not labeled yet" in result.output and not (tmp_path / "run3").exists()
+
+
+def test_slices_of_volumes_are_refused_by_the_2d_tools_and_go_to_nnunet(tmp_path):
+    import nibabel as nib
+
+    pool = tmp_path / "volumes"
+    (pool / "images").mkdir(parents=True)
+    for i in range(2):
+        nib.save(nib.Nifti1Image(np.random.default_rng(i).normal(size=(16, 16, 3)).astype(np.float32), np.eye(4)),
+                 pool / "images" / f"case{i}.nii.gz")
+    run = tmp_path / "run"
+    assert _invoke("select", "--pool", pool, *TINY, "--out", run).exit_code == 0
+    for tool in ("label-studio", "cvat"):
+        result = _invoke("export", run, "--method", "random", "--to", tool, "--out", tmp_path / f"{tool}.json")
+        assert result.exit_code == 2 and "slices of volumes" in result.output and "--to nnunet" in result.output
+        assert not list(tmp_path.glob(f"{tool}*"))

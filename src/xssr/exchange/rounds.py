@@ -45,6 +45,15 @@ def run_selection(run: str | Path, method: str) -> tuple[RunConfig, list[ImageRe
     return config, pool, [by_key[row["key"]] for row in rows]
 
 
+def _refuse_slices(selected: list[ImageRecord], tool: str) -> None:
+    """Label Studio and CVAT show 2-D image files; a task pointing at a volume would open empty."""
+    sliced = [r.label for r in selected if r.slice_index is not None]
+    if sliced:
+        raise ValueError(f"{sliced[0]}: {len(sliced)} selected image(s) are slices of volumes, which a {tool} image "
+                         "task cannot show; export them with --to nnunet, or annotate the volumes in a 3-D tool "
+                         "(3D Slicer) and list their masks in a manifest")
+
+
 def predicted_masks(records: list[ImageRecord], checkpoint: str | Path, config: RunConfig) -> dict[str, np.ndarray]:
     """Binary masks of ``records`` at each image's own size, predicted by an xssr U-Net checkpoint
     (for pre-annotations that annotators correct instead of drawing from scratch)."""
@@ -90,6 +99,7 @@ def export_label_studio(run: str | Path, method: str, out: str | Path, *, image_
 
     out = Path(out)
     config, _, selected = run_selection(run, method)
+    _refuse_slices(selected, "Label Studio")
     predictions = predicted_masks(selected, model, config) if model else None
     root = os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
 
@@ -116,6 +126,7 @@ def export_cvat(run: str | Path, method: str, out: str | Path, *, model: str | P
 
     out = Path(out)
     config, _, selected = run_selection(run, method)
+    _refuse_slices(selected, "CVAT")
     path = cvat_task_manifest([r.image for r in selected], out)
     if model:
         predictions = predicted_masks(selected, model, config)
