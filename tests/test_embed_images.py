@@ -66,8 +66,9 @@ def test_bad_inputs_are_named_and_nothing_is_written(embedded_run, tmp_path):
     result = _invoke(tmp_path, embedded_run["pool"], "--out", out)
     assert result.exit_code == 2 and "not an xssr run folder (no config.json)" in result.output
 
-    result = _invoke(run, embedded_run["pool"], "--out", run / "embed")
-    assert result.exit_code == 2 and "is the run's own folder" in result.output
+    for inside in (run, run / "embed", run / "pretrain", run / "more"):
+        result = _invoke(run, embedded_run["pool"], "--out", inside)
+        assert result.exit_code == 2 and "is inside the run folder" in result.output
 
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -87,3 +88,35 @@ def test_a_run_without_a_fitted_model_is_refused(embedded_run, tmp_path):
     assert result.exit_code == 0, result.output
     result = _invoke(bare, embedded_run["pool"], "--out", tmp_path / "o")
     assert result.exit_code == 2 and "no finished embeddings" in result.output
+
+
+def test_names_a_spreadsheet_would_read_as_formulas_still_line_up(embedded_run, tmp_path):
+    import shutil
+
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    for i, image in enumerate(sorted((embedded_run["data"] / "images").glob("*.png"))[:5]):
+        shutil.copy(image, odd / f"{'-=+@'[i % 4]}scan{i}.png")  # written with the formula guard: "'-scan0.png"
+    out = tmp_path / "emb"
+    assert _invoke(embedded_run["run"], str(odd), "--out", out).exit_code == 0
+    assert "'-scan0.png" in (out / "index.csv").read_text()
+    result = CliRunner().invoke(main, [
+        "select", "--pool", str(odd), "--methods", "coreset", "--budget", "2", *TINY,
+        "--set", "embed.model=precomputed", "--set", f"embed.pool_file={out / 'embeddings.npy'}",
+        "--set", f"embed.pool_index={out / 'index.csv'}", "--out", str(tmp_path / "sel")])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_users_index_may_name_images_through_a_symlink(embedded_run, tmp_path):
+    from xssr.data import load_records
+    from xssr.embedding.precomputed import PrecomputedEmbedder
+
+    link = tmp_path / "link"
+    link.symlink_to(embedded_run["data"])
+    records = load_records(embedded_run["pool"])
+    index = tmp_path / "index.csv"
+    index.write_text("image\n" + "".join(f"{link / r.image.relative_to(embedded_run['data'])}\n"
+                                         for r in reversed(records)))
+    array = np.arange(len(records), dtype=np.float32)[:, None]
+    reordered = PrecomputedEmbedder._reorder(array, index, records, "embed.pool_index")
+    assert reordered[:, 0].tolist() == list(range(len(records)))[::-1]

@@ -58,24 +58,29 @@ def resolve_name(name: str, root: Path) -> str:
     An absolute name is returned unchanged; a relative one is joined to ``root``.
     """
     path, mark, slice_index = name.partition(SLICE_MARK)
-    if not Path(path).expanduser().is_absolute():
-        path = str((root / Path(path)).resolve())
+    if not Path(path).is_absolute():
+        # normpath, not resolve(): the records were resolved when the CSV was written, and a
+        # large pool on a network drive should not cost one file-system call per row.
+        path = os.path.normpath(root / path)
     return f"{path}{mark}{slice_index}"
+
+
+def recorded_root(csv_path: str | Path) -> Path | None:
+    """The ``data_root`` the stage manifest beside a CSV records (None: not a run CSV of xssr's)."""
+    manifest = Path(csv_path).parent / "manifest.json"
+    if not manifest.is_file():
+        return None
+    try:
+        root = json.loads(manifest.read_text(encoding="utf-8")).get("outputs", {}).get(ROOT_OUTPUT)
+    except (OSError, ValueError, AttributeError):
+        return None  # not a stage manifest (or unreadable): names are relative to the CSV, as documented
+    return Path(root) if root else None
 
 
 def csv_root(csv_path: str | Path) -> Path:
     """The folder a CSV's relative image names start from: the ``data_root`` of the stage manifest
     beside it, else the CSV's own folder."""
-    csv_path = Path(csv_path)
-    manifest = csv_path.parent / "manifest.json"
-    if manifest.is_file():
-        try:
-            root = json.loads(manifest.read_text(encoding="utf-8")).get("outputs", {}).get(ROOT_OUTPUT)
-        except (OSError, ValueError, AttributeError):
-            root = None  # not a stage manifest (or unreadable): names are relative to the CSV, as documented
-        if root:
-            return Path(root)
-    return csv_path.parent.resolve()
+    return recorded_root(csv_path) or Path(csv_path).parent.resolve()
 
 
 def resolve_rows(rows: Iterable[dict], root: Path) -> list[dict]:

@@ -9,7 +9,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from xssr.data import ImageRecord, InputError, file_sha1, read_embeddings
-from xssr.data.names import csv_root, resolve_name
+from xssr.data.names import csv_root, recorded_root, resolve_name
+from xssr.report.io import read_csv
 from xssr.embedding.base import Batches
 
 
@@ -87,8 +88,11 @@ class PrecomputedEmbedder:
     def _reorder(array: np.ndarray, index: Path, records: Sequence[ImageRecord], setting: str) -> np.ndarray:
         label = f"{index} ({setting})"
         try:
-            with open(index, newline="", encoding="utf-8-sig") as handle:
-                rows = list(csv.DictReader(handle))  # a user's file: read as written, no guard to undo
+            if recorded_root(index) is not None:  # xssr's own (a run's pool_index.csv, embed-images' index.csv)
+                rows = read_csv(index)  # undoes the spreadsheet-formula guard of names like "-x/a.png"
+            else:
+                with open(index, newline="", encoding="utf-8-sig") as handle:
+                    rows = list(csv.DictReader(handle))  # a user's file: read as written, no guard to undo
         except (OSError, UnicodeDecodeError, csv.Error) as error:
             raise InputError([(label, f"cannot be read as CSV ({error})")]) from None
         if not rows or "image" not in rows[0]:
@@ -104,7 +108,8 @@ class PrecomputedEmbedder:
         root = csv_root(index)
         position = {}
         for i, row in enumerate(rows):
-            image = Path(resolve_name(str(Path(row["image"]).expanduser()), root))
+            # resolve(): the records are resolved paths; a user's name may pass a symlink or "..".
+            image = Path(resolve_name(str(Path(row["image"]).expanduser()), root)).resolve()
             sliced = row.get("slice_index") or None
             position[(str(image), int(sliced) if sliced is not None else None)] = i
         missing = [r.label for r in records if (str(r.image), r.slice_index) not in position]

@@ -54,6 +54,15 @@ def fitted_checkpoint(run: Path, config: RunConfig) -> tuple[Path, dict[str, Any
                            "model xssr could apply to other images")])
     weights = config.train.source_weights
     if weights and uses_source_model(embedder):
+        from xssr.data import file_sha1
+
+        try:
+            same = file_sha1(weights) == wanted
+        except OSError as error:
+            raise InputError([(str(weights), f"the run's source weights cannot be read ({error.strerror})")]) from None
+        if not same:
+            raise InputError([(str(weights), "changed since the run embedded its pool with it; its embeddings of other "
+                               "images would not be comparable")])
         return Path(weights), embedded["inputs"]["data"]
     for name in _FITTED_STAGES:
         try:
@@ -76,10 +85,10 @@ def embed_images(run: str | Path, images: str, out: str | Path, *, device: str |
     from xssr.pipeline import resolve_device
 
     run, out = Path(run), Path(out)
-    if out.resolve() == run.resolve() or out.resolve().is_relative_to(run.resolve() / "embed"):
-        raise InputError([(str(out), "is the run's own folder; embeddings of other images go to a folder of their "
-                           "own so the run's pool embeddings stay as they are")])
     config = run_config(run)
+    if out.resolve().is_relative_to(run.resolve()):
+        raise InputError([(str(out), "is inside the run folder; embeddings of other images go to a folder of their "
+                           "own, so none of the run's stages is touched")])
     checkpoint, data = fitted_checkpoint(run, config)
     try:
         records = [r for part in images.split(" + ") for r in load_records(part.strip(), data_root=config.data.data_root)]
