@@ -29,30 +29,33 @@ def test_advice_trains_the_plan_once_and_answers_again_from_its_points(run_folde
     result = _advise(run_folder, synthetic_specs["pool"], out, "--next", "10")
     assert result.exit_code == 0, result.output
     advice = json.loads((out / "advice.json").read_text())
-    assert advice["n_labeled"] == 20 and advice["next_batch"] == 10 and advice["u_nets_trained"] == 9
-    assert advice["sizes"] == [3, 6, 13] and len(list((out / "points").glob("*.json"))) == 9
+    assert advice["n_labeled"] == 20 and advice["next_batch"] == 10 and advice["u_nets_trained"] == 12
+    assert advice["sizes"] == [3, 5, 8, 13] and len(list((out / "points").glob("*.json"))) == 12
     low, high = advice["gain_interval_95"]
     assert low <= advice["gain"] <= high
     assert "Annotating 10 more image(s) (to 30) is expected to add" in result.output
-    assert result.output.count("curve point") == 9 and "(reused)" not in result.output
+    assert result.output.count("curve point") == 12 and "(reused)" not in result.output
     # Every point measured every held-out image once: 20 Dice values per size, from three folds.
     points = [json.loads(p.read_text()) for p in (out / "points").glob("*.json")]
-    assert sorted(sum(len(p["dice"]) for p in points if p["size"] == s) for s in (3, 6, 13)) == [20, 20, 20]
+    assert [sum(len(p["dice"]) for p in points if p["size"] == s) for s in (3, 5, 8, 13)] == [20] * 4
 
     # Another batch size costs no training; a changed setting trains again.
     again = _advise(run_folder, synthetic_specs["pool"], out, "--next", "40")
-    assert again.exit_code == 0 and again.output.count("(reused)") == 9, again.output
+    assert again.exit_code == 0 and again.output.count("(reused)") == 12, again.output
     assert json.loads((out / "advice.json").read_text())["sizes"] == advice["sizes"]
-    changed = _advise(run_folder, synthetic_specs["pool"], out, "--next", "10", "--set", "train.steps=3")
-    assert changed.exit_code == 0 and "(reused)" not in changed.output, changed.output
+    for setting in ("train.steps=3", "train.tta=true"):  # how the U-Net is trained, and how it is read
+        changed = _advise(run_folder, synthetic_specs["pool"], out, "--next", "10", "--set", setting)
+        assert changed.exit_code == 0 and "(reused)" not in changed.output, changed.output
 
 
-def test_a_source_recipe_gets_the_source_model_checked_and_trained(run_folder, synthetic_specs, tmp_path):
+def test_a_source_recipe_trains_its_source_model_beside_the_advice_not_in_the_run(run_folder, synthetic_specs,
+                                                                                  tmp_path):
     result = _advise(run_folder, synthetic_specs["pool"], tmp_path / "ft", "--next", "5", "--folds", "2",
                      "--sizes", "2", "--set", "train.recipe=fine-tune")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "ft" / "advice.json").read_text())["recipe"] == "fine-tune"
-    assert (run_folder / "source-train" / "unet.pt").is_file()
+    assert (tmp_path / "ft" / "stages" / "source-train" / "unet.pt").is_file()
+    assert not (run_folder / "source-train").exists()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -70,13 +73,13 @@ def test_questions_it_cannot_answer_are_refused_before_training(run_folder, synt
 def test_too_few_or_unannotated_images_are_named(run_folder, synthetic_specs, tmp_path):
     few = synthetic_specs["pool"] + "&n=6"
     result = _advise(run_folder, few, tmp_path / "o", "--next", "5")
-    assert result.exit_code == 2 and "needs at least 9 annotated images; there are 6" in result.output
+    assert result.exit_code == 2 and "needs at least 12 annotated images; there are 6" in result.output
 
     folder = tmp_path / "bare"
     folder.mkdir()
     from PIL import Image
 
-    for i in range(10):
+    for i in range(12):
         Image.new("L", (32, 32), 20 * i).save(folder / f"x{i}.png")
     result = _advise(run_folder, str(folder), tmp_path / "o", "--next", "5")
     assert result.exit_code == 2 and "x0.png" in result.output and "mask" in result.output

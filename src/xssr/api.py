@@ -116,7 +116,7 @@ def embed_images(run: str | Path, images: str, out: str | Path, *, device: str |
 
 
 def advise(run: str | Path, labeled: str, next_batch: int, out: str | Path, *, settings: Sequence[str] = (),
-           folds: int = 3, n_sizes: int = 3, progress=None) -> dict:
+           folds: int = 3, n_sizes: int = 4, progress=None) -> dict:
     """How much Dice ``next_batch`` more annotations are likely to add, from a cross-validated
     learning curve of ``run``'s recipe on the annotated images of ``labeled`` (a data spec, e.g. a
     round folder's ``manifest.csv#paths=any``); ``settings`` ("train.steps=500", ...) override the

@@ -183,7 +183,8 @@ def embed(out, no_progress, **options) -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for advice.json, curve.csv and the trained curve points (resumable).")
 @click.option("--folds", type=int, default=3, show_default=True)
-@click.option("--sizes", "n_sizes", type=int, default=3, show_default=True, help="Training sizes per fold.")
+@click.option("--sizes", "n_sizes", type=int, default=4, show_default=True,
+              help="Training sizes per fold (the curve has 3 parameters: 4 sizes leave one to check the fit).")
 @click.option("--set", "settings", multiple=True, metavar="SECTION.NAME=VALUE",
               help="Override a setting of RUN for the curve, e.g. --set train.steps=500 (cheaper, less exact).")
 @_errors_to_exit

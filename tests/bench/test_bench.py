@@ -535,7 +535,7 @@ def test_bench_advice_checks_the_learning_curve_against_the_next_budget(tmp_path
     from xssr.cli import main
 
     data = make_synthetic_dataset(tmp_path / "syn", n_source=6, n_pool=20, n_test=4, size=32)
-    experiments = '[[experiments]]\ntable = "T5"\nmethods = ["random"]\nbudgets = [9, 14]\n'
+    experiments = '[[experiments]]\ntable = "T5"\nmethods = ["random"]\nbudgets = [12, 16]\n'
     path = _suite_file(tmp_path, _synthetic_datasets(data), experiments, seeds="[0]")
     results, work, docs = tmp_path / "results", tmp_path / "work", tmp_path / "docs.md"
     args = ["bench", "advice", str(path), "--results", str(results), "--work", str(work)]
@@ -545,15 +545,24 @@ def test_bench_advice_checks_the_learning_curve_against_the_next_budget(tmp_path
     run_suite(load_suite(path), results, work)
     result = CliRunner().invoke(main, [*args, "--docs", str(docs)])
     assert result.exit_code == 0, result.output
-    row = json.loads((results / "advice" / "tiny__syn__random__b9__s0.json").read_text())
-    runs = {b: json.loads((results / "tiny" / "runs" / f"syn__random__b{b}__s0.json").read_text()) for b in (9, 14)}
-    assert row["n_labeled"] == 9 and row["n_next"] == 14 and row["advice"]["u_nets_trained"] == 9
-    assert row["measured_gain"] == runs[14]["dice"]["overall"]["mean"] - runs[9]["dice"]["overall"]["mean"]
+    row_path = results / "advice" / "tiny__syn__random__b12__s0.json"
+    row = json.loads(row_path.read_text())
+    runs = {b: json.loads((results / "tiny" / "runs" / f"syn__random__b{b}__s0.json").read_text()) for b in (12, 16)}
+    assert row["n_labeled"] == 12 and row["n_next"] == 16 and row["advice"]["u_nets_trained"] == 12
+    assert row["measured_gain"] == runs[16]["dice"]["overall"]["mean"] - runs[12]["dice"]["overall"]["mean"]
+    assert row["run_keys"] == [runs[12]["key"], runs[16]["key"]]
     assert row["error"] == row["predicted_gain"] - row["measured_gain"]
-    assert "| syn | random | 9 → 14 | 0 |" in result.output and "1 checks: mean absolute error" in result.output
+    assert "| syn | random | 12 → 16 | 0 |" in result.output and "1 checks: mean absolute error" in result.output
     assert "BEGIN generated: advice-tiny" in docs.read_text()
-    # Done checks are read back, not trained again.
-    assert CliRunner().invoke(main, args).output == result.output
+    # Done checks are read back, not made again.
+    written = row_path.stat().st_mtime_ns
+    assert CliRunner().invoke(main, args).output == result.output and row_path.stat().st_mtime_ns == written
+
+    # A committed run from another protocol is not compared with.
+    stale = results / "tiny" / "runs" / "syn__random__b16__s0.json"
+    stale.write_text(stale.read_text().replace(runs[16]["key"], "old-protocol"))
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "its key differs" in result.output
 
 
 def _recipe_run(variant, dataset, seed, dice, seconds):
@@ -574,13 +583,28 @@ def test_recipe_rule_keeps_the_cheaper_recipe_within_the_tolerance_and_waits_for
                      _recipe_run("mean-teacher-scratch", dataset, seed, 0.910 + shift, 500),  # 0.01 above: kept
                      _recipe_run("source-only", dataset, seed, 0.990, 0),  # ignores annotations: never a candidate
                      _recipe_run("plain", dataset, seed, 0.999, 1)]  # the reference, not a candidate
-    recipes = ["mean-teacher", "fine-tune", "joint", "supervised", "mean-teacher-scratch", "source-only"]
+    recipes = {r: r for r in ["mean-teacher", "fine-tune", "joint", "supervised", "mean-teacher-scratch", "source-only"]}
+    recipes["plain"] = "supervised"
     masks, model_only, neither = recipe_choices(recipe_scores(runs, ["a", "b"], [0, 1]), recipes)
     assert (masks.best, masks.chosen) == ("mean-teacher", "fine-tune") and "within 0.005" in masks.reason
     assert model_only.chosen == "fine-tune" and "joint" not in model_only.candidates
     assert neither.chosen == "mean-teacher-scratch" and neither.candidates == ("supervised", "mean-teacher-scratch")
+    assert "plain" not in masks.candidates and "source-only" not in masks.candidates
 
     # One missing seed of one candidate: no verdict yet for the choices that include it.
     partial = [r for r in runs if not (r["variant"] == "supervised" and r["seed"] == 1 and r["dataset"] == "b")]
     masks, _, neither = recipe_choices(recipe_scores(partial, ["a", "b"], [0, 1]), recipes)
     assert masks.chosen is None and "not yet: supervised" in masks.reason and neither.chosen is None
+
+
+def test_bench_choose_names_a_table_that_compares_no_recipes(tmp_path):
+    from click.testing import CliRunner
+
+    from xssr.cli import main
+
+    data = make_synthetic_dataset(tmp_path / "syn", n_source=4, n_pool=6, n_test=2, size=32)
+    experiments = '[[experiments]]\ntable = "T2"\nmethods = ["random"]\nbudgets = [2]\n'
+    path = _suite_file(tmp_path, _synthetic_datasets(data), experiments, seeds="[0]")
+    for table, message in (("Z", "--table Z: not in suite 'tiny'; it has: T2"), ("T2", "compares no recipes")):
+        result = CliRunner().invoke(main, ["bench", "choose", str(path), "--table", table, "--results", str(tmp_path)])
+        assert result.exit_code == 2 and message in result.output, result.output

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from xssr.metrics.learning_curve import curve_plan, estimate_gain, fit_power_law, power_law
+from xssr.metrics.learning_curve import at_bounds, curve_plan, estimate_gain, fit_power_law, power_law
 
 
 def test_every_image_is_measured_once_per_size_by_a_model_that_never_saw_it():
@@ -18,7 +18,7 @@ def test_every_image_is_measured_once_per_size_by_a_model_that_never_saw_it():
     for fold in range(3):  # nested within a fold: a larger subset starts with the smaller one
         mine = sorted((t for t in tasks if t.fold == fold), key=lambda t: t.size)
         assert all(a.train == b.train[:a.size] for a, b in zip(mine, mine[1:]))
-    assert curve_plan(22, seed=4) == tasks and curve_plan(22, seed=5) != tasks
+    assert curve_plan(22, n_sizes=3, seed=4) == tasks and curve_plan(22, n_sizes=3, seed=5) != tasks
 
 
 def test_too_few_images_say_how_many_are_needed():
@@ -56,3 +56,11 @@ def test_bad_shapes_and_sizes_are_refused():
         estimate_gain([4, 7], np.zeros((3, 5)), 10, 20)
     with pytest.raises(ValueError, match="must exceed"):
         estimate_gain([4, 7], np.zeros((2, 5)), 10, 10)
+
+
+def test_parameters_the_points_leave_at_a_bound_are_named():
+    sizes = np.array([4, 7, 14])
+    assert at_bounds(fit_power_law(sizes, [0.70, 0.80, 0.82])) == ("c",)  # the points ask for a jump
+    assert at_bounds(fit_power_law(sizes, power_law(sizes, 0.93, 0.4, 0.7))) == ()
+    assert at_bounds((0.8, 0.0, 1.0)) == ()  # b = 0 (no gain) is an answer, not a bound
+    assert curve_plan(22)[0].size == 4 and sorted({t.size for t in curve_plan(22)}) == [4, 6, 9, 14]

@@ -18,6 +18,7 @@ import numpy as np
 
 from xssr.bench.runner import result_path
 from xssr.bench.suite import RunSpec, Suite
+from xssr.data import InputError
 from xssr.pipeline import Inputs
 from xssr.report.io import read_json, write_json
 
@@ -30,7 +31,8 @@ def _record_id(record) -> tuple[str, str, Any]:
 
 
 def _pair(suite: Suite, results: Path, spec: RunSpec) -> tuple[dict, dict, RunSpec] | None:
-    """The committed runs at ``spec``'s budget and at the next budget of its experiment."""
+    """The committed runs at ``spec``'s budget and at the next budget of its experiment (None when
+    there is no larger budget); a missing run, or one from another protocol (its key differs), is an error."""
     budgets = sorted({b for e in suite.experiments for b in e.budgets
                       if spec.dataset in e.datasets and spec.method in e.methods and e.variant == spec.variant})
     later = [b for b in budgets if b > spec.budget]
@@ -38,15 +40,35 @@ def _pair(suite: Suite, results: Path, spec: RunSpec) -> tuple[dict, dict, RunSp
         return None
     following = next(s for s in suite.runs() if (s.dataset, s.method, s.variant, s.seed, s.budget)
                      == (spec.dataset, spec.method, spec.variant, spec.seed, later[0]))
-    now_path, next_path = result_path(results, spec), result_path(results, following)
-    if not now_path.is_file() or not next_path.is_file():
-        raise ValueError(f"{now_path if not now_path.is_file() else next_path}: the committed run to compare with "
-                         f"is missing; run xssr bench run {suite.name} first")
-    return read_json(now_path), read_json(next_path), following
+    records = []
+    for run in (spec, following):
+        path = result_path(results, run)
+        if not path.is_file():
+            raise ValueError(f"{path}: the committed run to compare with is missing; run xssr bench run "
+                             f"{suite.name} first")
+        record = read_json(path)
+        if record.get("key") != run.key:
+            raise ValueError(f"{path}: made with other settings than the suite's current definition (its key "
+                             f"differs); run xssr bench run {suite.name} to make it again")
+        records.append(record)
+    return records[0], records[1], following
+
+
+def _picked_records(pool, selected: list[dict], label: str):
+    """The pool records of a committed run's picks, matched by (case id, site, slice)."""
+    by_id: dict[tuple, object] = {}
+    for record in pool:
+        if by_id.setdefault(_record_id(record), record) is not record:
+            raise InputError([(label, f"two pool images share case id {record.case_id!r} at site "
+                               f"{record.site!r}: the run's picks cannot be matched to images")])
+    missing = [s["case_id"] for s in selected if (s["case_id"], s["site"], s["slice_index"]) not in by_id]
+    if missing:
+        raise InputError([(label, f"{len(missing)} pick(s) are no longer in the pool (first: {missing[0]})")])
+    return [by_id[(s["case_id"], s["site"], s["slice_index"])] for s in selected]
 
 
 def check_advice(suite: Suite, specs: Sequence[RunSpec], results: Path, work: Path, *,
-                 folds: int = 3, n_sizes: int = 3) -> list[dict]:
+                 folds: int = 3, n_sizes: int = 4) -> list[dict]:
     """Advise at each spec's budget and compare with the committed runs; returns the rows written."""
     from xssr.pipeline.advice import advise
 
@@ -54,27 +76,32 @@ def check_advice(suite: Suite, specs: Sequence[RunSpec], results: Path, work: Pa
     inputs_of: dict[tuple, Inputs] = {}
     for spec in specs:
         out_path = Path(results) / FOLDER / f"{suite.name}__{spec.name}.json"
-        if out_path.is_file():
-            rows.append(read_json(out_path))
-            continue
         pair = _pair(suite, Path(results), spec)
         if pair is None:
             logger.info("%s: no larger budget to compare with; skipped", spec.name)
             continue
         now, later, following = pair
+        if out_path.is_file():
+            done = read_json(out_path)
+            if done.get("run_keys") == [spec.key, following.key]:
+                rows.append(done)
+                continue  # else made from runs of another protocol: check again
+        if later["n_train"] <= now["n_train"]:
+            logger.info("%s: the next budget has no more images (%d); skipped", spec.name, later["n_train"])
+            continue
         where = (spec.config.data.pool, spec.config.data.data_root)
         if where not in inputs_of:
             inputs_of[where] = Inputs(spec.config)
             inputs_of[where].check(["pool"], ["pool"])
-        by_id = {_record_id(r): r for r in inputs_of[where].records["pool"]}
-        picked = [by_id[(s["case_id"], s["site"], s["slice_index"])] for s in now["selected"]]
+        picked = _picked_records(inputs_of[where].records["pool"], now["selected"], str(result_path(results, spec)))
         folder = Path(work) / FOLDER / suite.name / spec.name
         advice = advise(spec.config, folder / "run", picked, later["n_train"] - now["n_train"], folder,
                         folds=folds, n_sizes=n_sizes, store=Path(work) / "store",
                         progress=lambda line, name=spec.name: logger.info("%s: %s", name, line))
         measured = later["dice"]["overall"]["mean"] - now["dice"]["overall"]["mean"]
         low, high = advice["gain_interval_95"]
-        row = {"suite": suite.name, "run": spec.name, "next_run": following.name, "dataset": spec.dataset,
+        row = {"suite": suite.name, "run": spec.name, "next_run": following.name, "run_keys": [spec.key, following.key],
+               "dataset": spec.dataset,
                "method": spec.method, "budget": spec.budget, "next_budget": following.budget, "seed": spec.seed,
                "n_labeled": now["n_train"], "n_next": later["n_train"],
                "predicted_gain": advice["gain"], "predicted_interval_95": [low, high],

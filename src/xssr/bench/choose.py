@@ -83,14 +83,15 @@ def choose(scores: Sequence[RecipeScore], candidates: Sequence[str], who: str) -
     return Choice(who, tuple(candidates), best.recipe, chosen.recipe, reason)
 
 
-def recipe_choices(scores: Sequence[RecipeScore], recipes: Sequence[str]) -> list[Choice]:
-    """The three choices: with source masks, with only a source model, with neither. Candidates
-    train on the annotations: source-only ignores them and stays the do-nothing reference."""
-    from xssr.train.recipes import get_recipe
+def recipe_choices(scores: Sequence[RecipeScore], recipe_of: dict[str, str]) -> list[Choice]:
+    """The three choices: with source masks, with only a source model, with neither. ``recipe_of``
+    maps each compared variant to the recipe its runs train with. Candidates train on the
+    annotations: source-only ignores them and stays the do-nothing reference."""
+    from xssr.train.recipes import get_recipe, recipe_names
 
     def usable(needs_allowed: set[str]) -> list[str]:
-        return [r for r in recipes if _known(r) and "labels" in get_recipe(r).needs
-                and set(get_recipe(r).needs) <= needs_allowed]
+        return [v for v, r in recipe_of.items() if v not in ("", REFERENCE) and r in recipe_names()
+                and "labels" in get_recipe(r).needs and set(get_recipe(r).needs) <= needs_allowed]
 
     everything = {"labels", "source_model", "source_masks", "pool", "target_model"}
     return [
@@ -99,12 +100,6 @@ def recipe_choices(scores: Sequence[RecipeScore], recipes: Sequence[str]) -> lis
                "teams with only a source model (--source-weights)"),
         choose(scores, usable({"labels", "pool"}), "teams with neither"),
     ]
-
-
-def _known(name: str) -> bool:
-    from xssr.train.recipes import recipe_names
-
-    return name in recipe_names()
 
 
 def render_choice(scores: Sequence[RecipeScore], choices: Sequence[Choice], datasets: Sequence[str],
@@ -123,11 +118,16 @@ def render_choice(scores: Sequence[RecipeScore], choices: Sequence[Choice], data
 
 def summary(runs: Sequence[dict], suite, table: str = "A") -> tuple[str, list[Choice]]:
     """The rendered verdict of ``suite``'s finished runs of ``table``, and the choices."""
-    experiments = [e for e in suite.experiments if e.table == table]
-    variants = {e.variant for e in experiments}
-    datasets = sorted({d for e in experiments for d in e.datasets})
-    mine = [r for r in runs if r.get("variant") in variants]
+    specs = suite.runs((table,))
+    if not specs:
+        tables = sorted({e.table for e in suite.experiments})
+        raise ValueError(f"--table {table}: not in suite {suite.name!r}; it has: {', '.join(tables)}")
+    recipe_of = {spec.variant: spec.config.train.recipe for spec in specs}
+    datasets = sorted({spec.dataset for spec in specs})
+    mine = [r for r in runs if r.get("variant") in recipe_of]
     scores = recipe_scores(mine, datasets, suite.seeds)
-    choices = recipe_choices(scores, sorted(variants - {REFERENCE}))
-    text = render_choice(scores, choices, datasets, len(mine), len(suite.runs((table,))))
-    return text, choices
+    choices = recipe_choices(scores, recipe_of)
+    if not any(c.candidates for c in choices):
+        raise ValueError(f"--table {table}: none of its variants trains a recipe that uses the annotations; "
+                         "it compares no recipes")
+    return render_choice(scores, choices, datasets, len(mine), len(specs)), choices

@@ -14,6 +14,8 @@ curve; its interval comes from a bootstrap over the measured images (each resamp
 curve), so it shows how far the few held-out images let the curve move. It does not include the
 spread between training seeds, and extrapolating beyond the largest trained size assumes the
 curve keeps its form: docs/advice.md reports how close it came on the committed budget sweeps.
+The images of one fold share one U-Net per size, so they are not independent draws and the
+interval is narrower than a bootstrap over folds would give (three folds are too few for that).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class CurveTask:
     held_out: tuple[int, ...]
 
 
-def curve_plan(n: int, *, folds: int = 3, n_sizes: int = 3, seed: int = 0) -> list[CurveTask]:
+def curve_plan(n: int, *, folds: int = 3, n_sizes: int = 4, seed: int = 0) -> list[CurveTask]:
     """The U-Nets to train: ``folds`` × ``n_sizes`` tasks over ``n`` labeled images.
 
     Sizes are geometric, from about a quarter of the smallest training share up to all of it
@@ -75,7 +77,8 @@ def power_law(n, a: float, b: float, c: float):
 
 def fit_power_law(sizes, dice) -> tuple[float, float, float]:
     """(a, b, c) of the inverse power law nearest to the mean Dice at each size (least squares,
-    within the bounds above). Flat or falling Dice gives b = 0: annotations are not helping."""
+    within the bounds above). Exactly flat or falling Dice gives b = 0; with noise, a few points
+    can pin a parameter at its bound (:func:`at_bounds` says which)."""
     import warnings
 
     from scipy.optimize import OptimizeWarning, curve_fit
@@ -94,6 +97,13 @@ def fit_power_law(sizes, dice) -> tuple[float, float, float]:
     return tuple(float(p) for p in params)
 
 
+def at_bounds(params: tuple[float, float, float]) -> tuple[str, ...]:
+    """Names of the fitted parameters that ended at a bound: the points did not decide them."""
+    return tuple(name for name, value, low, high in zip("abc", params, _LOWER, _UPPER)
+                 if min(abs(value - low), abs(value - high)) <= 1e-6 * max(1.0, abs(high)) and not
+                 (name == "b" and value <= 1e-6))  # b = 0 is a real answer: no gain
+
+
 @dataclass(frozen=True)
 class GainEstimate:
     n_now: int
@@ -106,6 +116,7 @@ class GainEstimate:
     params: tuple[float, float, float]
     sizes: tuple[int, ...]
     mean_dice: tuple[float, ...]  # measured: mean held-out Dice per size
+    at_bound: tuple[str, ...] = ()  # parameters the points left at a bound of the fit
 
 
 def estimate_gain(sizes, per_image_dice, n_now: int, n_next: int, *, n_boot: int = 1000,
@@ -135,4 +146,5 @@ def estimate_gain(sizes, per_image_dice, n_now: int, n_next: int, *, n_boot: int
     tail = (1 - CONFIDENCE) / 2
     low, high = np.quantile(gains, [tail, 1 - tail])
     return GainEstimate(n_now, n_next, float(now), float(after), float(after - now), float(low), float(high),
-                        params, tuple(int(s) for s in sizes), tuple(float(d) for d in dice.mean(axis=1)))
+                        params, tuple(int(s) for s in sizes), tuple(float(d) for d in dice.mean(axis=1)),
+                        at_bounds(params))

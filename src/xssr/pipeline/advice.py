@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from xssr.config import RunConfig
+from xssr.config import PREDICTION_SETTINGS, RunConfig
 from xssr.data import ImageRecord, InputError, load_arrays, load_records
 from xssr.data.names import data_root, relative_key
 from xssr.metrics.learning_curve import CurveTask, GainEstimate, curve_plan, estimate_gain, power_law
@@ -57,7 +57,7 @@ def check_recipe(config: RunConfig) -> None:
 
 
 def advise(config: RunConfig, run: str | Path, labeled: str | list[ImageRecord], next_batch: int,
-           out: str | Path, *, folds: int = 3, n_sizes: int = 3, n_boot: int = 1000,
+           out: str | Path, *, folds: int = 3, n_sizes: int = 4, n_boot: int = 1000,
            progress: Callable[[str], None] | None = None, store: Path | None = None) -> dict[str, Any]:
     """Fit the learning curve of ``config``'s recipe on the images of ``labeled`` (a data spec, or
     the annotated records themselves) and estimate the gain of ``next_batch`` more; writes
@@ -88,15 +88,22 @@ def advise(config: RunConfig, run: str | Path, labeled: str | list[ImageRecord],
         from xssr.train import read_source_weights
 
         read_source_weights(config.train.source_weights, inputs.channels, config.train)
+    out = Path(out)
     pipeline = Pipeline(config, Path(run), inputs, store=store)
+    if "source_model" in recipe.needs and store is None and not pipeline.has_source_model():
+        # The run has no source U-Net of these settings (another --set, say): train it under OUT, so
+        # the run's own source-train stage is never replaced.
+        pipeline = Pipeline(config, out / "stages", inputs)
     source = pipeline.source_model() if "source_model" in recipe.needs else None
 
     d = config.data
     images, masks = load_arrays(records, d.image_size, inputs.channels, d.normalize, with_masks=True)
-    out = Path(out)
     root = data_root(records)
+    # Everything a point's Dice depends on: how the U-Net is trained AND how its predictions are read.
     shared = {"train": pipeline.model_settings(recipe=True), "data": inputs.data_key(), "seed": config.seed,
+              "prediction": {k: getattr(config.train, k) for k in PREDICTION_SETTINGS},
               "source_model": source.fingerprint if source else None,
+              "source": inputs.group_hash("source") if "source_masks" in recipe.needs else None,
               "pool": inputs.group_hash("pool", masks=False) if "pool" in recipe.needs else None,
               "labeled": [(relative_key(r, root), *inputs.record_hash(r.key)) for r in records]}
     per_image: dict[int, np.ndarray] = {}
@@ -152,12 +159,13 @@ def _advice(estimate: GainEstimate, config: RunConfig, labeled: str, folds: int,
         "labeled": labeled, "n_labeled": estimate.n_now, "next_batch": estimate.n_next - estimate.n_now,
         "recipe": config.train.recipe, "folds": folds, "sizes": list(estimate.sizes),
         "mean_held_out_dice": list(estimate.mean_dice),
-        "curve": dict(zip(("a", "b", "c"), estimate.params)),
+        "curve": dict(zip(("a", "b", "c"), estimate.params)), "curve_at_bound": list(estimate.at_bound),
         "dice_now": estimate.dice_now, "dice_next": estimate.dice_next,
         "gain": estimate.gain, "gain_interval_95": [estimate.low, estimate.high],
         "u_nets_trained": n_models, "train_seconds": round(seconds, 1),
         "note": "Dice on held-out annotated images of a learning curve a - b*n^-c; the interval is a bootstrap "
-                "over those images and leaves out the spread between training seeds (docs/advice.md).",
+                "over those images and leaves out the spread between training seeds and between the folds' "
+                "models (docs/advice.md).",
     }
 
 
@@ -167,6 +175,8 @@ def advice_text(advice: dict[str, Any]) -> str:
             f"expected to add {advice['gain']:+.4f} Dice (95 % interval {low:+.4f} to {high:+.4f}): "
             f"{advice['dice_now']:.4f} -> {advice['dice_next']:.4f} on a learning curve of the {advice['recipe']} "
             f"recipe fitted to {advice['n_labeled']} annotated images ({advice['folds']} folds, sizes "
-            f"{', '.join(map(str, advice['sizes']))}).")
+            f"{', '.join(map(str, advice['sizes']))})."
+            + (f" The fit left {', '.join(advice['curve_at_bound'])} at a bound: the points do not pin the curve's "
+               "shape down, so read the estimate as rough." if advice.get("curve_at_bound") else ""))
 
 

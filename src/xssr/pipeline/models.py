@@ -96,6 +96,11 @@ class ModelStages:
         return {k: v for k, v in self._settings["train"].items()
                 if k not in PREDICTION_SETTINGS and (recipe or k not in recipe_only)}
 
+    def has_source_model(self) -> bool:
+        """Whether the source U-Net of these settings exists already (the user's weights, or trained
+        here or in the store), so that :meth:`source_model` only reads it."""
+        return bool(self.config.train.source_weights) or self._done(self._source_model_stage(), "unet.pt")
+
     def source_model(self) -> StageResult:
         """The U-Net that recipes start from: the user's ``train.source_weights``, or one trained
         here on the source images and masks (once per data, settings and seed, in the store)."""
