@@ -57,7 +57,17 @@ def test_the_source_unet_is_trained_once_and_shared_by_recipes(data, tmp_path):
     assert "source-train: reused" in result.output
     metrics = json.loads((out / "metrics.json").read_text())["random"]
     assert metrics["recipe"] == "fusion" and "trained here on 4 source images" in metrics["source_model"]
-    assert "training recipe: fusion (source model: trained here on 4 source images" in result.output
+    assert "training recipe: fusion, source-only (source model: trained here on 4 source images" in result.output
+    # The source U-Net alone is measured beside the recipe: the row annotations must beat.
+    everything = json.loads((out / "metrics.json").read_text())
+    alone = everything["source-only"]
+    assert alone["n_train"] == 0 and alone["recipe"] == "source-only"
+    assert (out / "evaluate" / "source-only" / "per_image.csv").is_file()
+    share = everything["random"]["dice"]["overall"]["mean"] / alone["dice"]["overall"]["mean"]
+    assert "% of source" in result.output and f"{100 * share:9.1f}%" in result.output
+    assert "seconds per stage" in result.output and "source-train " in result.output
+    assert set(everything["random"]["stage_seconds"]) >= {"source-train", "select/random", "train/random",
+                                                         "evaluate/random"}
 
 
 def test_source_weights_are_used_as_given_and_need_no_source_masks(data, tmp_path):
@@ -72,6 +82,7 @@ def test_source_weights_are_used_as_given_and_need_no_source_masks(data, tmp_pat
                    "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "your weights" in result.output and not (out / "source-train").exists()
+    assert "source-only" not in json.loads((out / "metrics.json").read_text())  # the recipe is that row already
     # the evaluated model is exactly the file's
     saved = torch.load(out / "train" / "random" / "unet.pt", weights_only=True)
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())

@@ -319,8 +319,10 @@ class Pipeline(ModelStages):
         return [by_key[row["key"]] for row in read_named_rows(selection.path("selection"))]
 
     # ---- stage 4: evaluation
-    def evaluate(self, method: str, trained: StageResult) -> dict[str, Any]:
-        """Test Dice of the U-Net of ``trained``; returns the metrics written to metrics.json."""
+    def evaluate(self, method: str, trained: StageResult, *, source_only: bool = False) -> dict[str, Any]:
+        """Test Dice of the U-Net of ``trained``; returns the metrics written to metrics.json.
+
+        ``source_only``: ``trained`` is the source U-Net itself, measured with no target annotation."""
         import time
 
         import torch
@@ -352,10 +354,10 @@ class Pipeline(ModelStages):
             test = self.inputs.records["test"]
             root = data_root(test)
             metrics = {
-                "method": method, "n_train": trained.outputs["n_train"],
+                "method": method, "n_train": 0 if source_only else trained.outputs["n_train"],
                 "dice": summarise_dice(dice, [r.site for r in test]),
-                "threshold": cfg.threshold, "train_seconds": trained.outputs["train_seconds"],
-                "recipe": cfg.recipe, **self._source_note(),
+                "threshold": cfg.threshold, "train_seconds": trained.outputs.get("train_seconds", 0.0),
+                "recipe": "source-only" if source_only else cfg.recipe, **self._source_note(),
             }
             write_csv(stage.folder / "per_image.csv",
                       [{**record_row(i, r, root), "dice": float(v)} for i, (r, v) in enumerate(zip(test, dice))])
@@ -383,7 +385,25 @@ class Pipeline(ModelStages):
         return {m: self.train(m, selection) for m, selection in self.selections().items()}
 
     def run(self) -> tuple[dict[str, dict[str, Any]], dict[str, StageResult]]:
-        """Select, train and evaluate every configured method: (metrics, selections) per method."""
+        """Select, train and evaluate every configured method: (metrics, selections) per method.
+
+        Each method's metrics also say the alpha its selection chose and the seconds of every stage
+        it rests on. When the recipe started from a source U-Net, that model alone is measured too
+        (``source-only``: no target annotation), the row every annotation must beat.
+        """
         selections = self.selections()
-        metrics = {m: self.evaluate(m, self.train(m, selection)) for m, selection in selections.items()}
+        metrics = {}
+        for method, selection in selections.items():
+            evaluated = self.evaluate(method, self.train(method, selection))
+            metrics[method] = {**evaluated, "alpha": selection.outputs.get("alpha"),
+                               "stage_seconds": self._stage_seconds(method)}
+        if "source-train" in self.results and "source-only" not in metrics and self.config.train.recipe != "source-only":
+            evaluated = self.evaluate("source-only", self.results["source-train"], source_only=True)
+            metrics["source-only"] = {**evaluated, "stage_seconds": self._stage_seconds("source-only")}
         return metrics, selections
+
+    def _stage_seconds(self, method: str) -> dict[str, float]:
+        """Seconds each stage behind ``method``'s result took when it was computed (also if reused now)."""
+        shared = ("pretrain", "embed", "uncertainty", "source-train")
+        return {label: round(result.seconds, 1) for label, result in self.results.items()
+                if label in shared or label.endswith(f"/{method}")}

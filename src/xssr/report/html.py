@@ -200,15 +200,18 @@ def _dice_section(dice: dict | None) -> str:
                         f"<td class=n>{_share(r.get('share'))}</td><td class=n>{e(versus)}</td></tr>")
     else:
         sites = dice.get("sites") or []
+        with_source = any(r.get("share_source") is not None for r in rows)
         head = ("<tr><th>method</th><th>recipe</th><th class=n>annotated</th>"
                 "<th class=n>test Dice (mean \u00b1 std over test images)</th><th class=n>test images</th>"
-                "<th class=n>% of full</th>" + "".join(f"<th class=n>{e(s)}</th>" for s in sites) + "</tr>")
+                "<th class=n>% of full</th>" + ("<th class=n>% of source-only</th>" if with_source else "")
+                + "".join(f"<th class=n>{e(s)}</th>" for s in sites) + "</tr>")
         body = []
         for r in rows:
             per_site = "".join(f"<td class=n>{fmt(r['per_site'].get(s, {}).get('mean'))}</td>" for s in sites)
+            source = f"<td class=n>{_share(r.get('share_source'))}</td>" if with_source else ""
             body.append(f"<tr><td>{e(r['method'])}</td><td>{e(r.get('recipe'))}</td><td class=n>{fmt(r.get('n_train'))}"
                         f"</td><td class=n>{fmt(r['mean'])} \u00b1 {fmt(r['std'])}</td><td class=n>{fmt(r.get('n'))}</td>"
-                        f"<td class=n>{_share(r.get('share'))}</td>{per_site}</tr>")
+                        f"<td class=n>{_share(r.get('share'))}</td>{source}{per_site}</tr>")
     return _section("dice", f"<table>{head}{''.join(body)}</table>" + _note(dice.get("note")))
 
 

@@ -11,30 +11,52 @@ from typing import Any
 
 def metrics_rows(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """One dict per method of one run: ``method``, ``n_train``, ``mean``, ``std``, ``n`` (test
-    images), ``share`` (of the full pool's mean Dice, None without a ``full`` run), ``recipe``,
-    ``per_site`` ({site: {"mean", "std", "n"}})."""
-    full = metrics.get("full", {}).get("dice", {}).get("overall", {}).get("mean")
+    images), ``share`` (of the full pool's mean Dice, None without a ``full`` run),
+    ``share_source`` (of the source U-Net's alone, None without a ``source-only`` row), ``alpha``,
+    ``recipe``, ``stage_seconds`` and ``per_site`` ({site: {"mean", "std", "n"}})."""
+    def reference(name: str) -> float | None:
+        return metrics.get(name, {}).get("dice", {}).get("overall", {}).get("mean")
+
+    full, source = reference("full"), reference("source-only")
     rows = []
     for method, m in metrics.items():
         overall = m["dice"]["overall"]
         rows.append({"method": method, "n_train": m["n_train"], "mean": overall["mean"], "std": overall["std"],
                      "n": overall.get("n"), "share": overall["mean"] / full if full else None,
-                     "recipe": m.get("recipe"), "per_site": m["dice"].get("per_site", {})})
+                     "share_source": overall["mean"] / source if source else None, "alpha": m.get("alpha"),
+                     "recipe": m.get("recipe"), "stage_seconds": m.get("stage_seconds", {}),
+                     "per_site": m["dice"].get("per_site", {})})
     return rows
 
 
+def _percent(share: float | None) -> str:
+    return f"{100 * share:9.1f}%" if share is not None else f"{'-':>10}"
+
+
 def metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
-    """Method, annotated images, test Dice (mean ± std over test images), share of full-data Dice;
-    then the training recipe, and where its source model came from."""
-    lines = [f"{'method':<20} {'n_labelled':>10} {'test Dice':>17} {'% of full':>10}"]
-    for row in metrics_rows(metrics):
-        share = f"{100 * row['share']:9.1f}%" if row["share"] is not None else f"{'-':>10}"
-        lines.append(f"{row['method']:<20} {row['n_train']:>10d} {row['mean']:>9.4f} ± {row['std']:.4f} {share}")
+    """Method, annotated images, test Dice (mean ± std over test images), its share of full-data
+    Dice and of the source model's alone, the chosen alpha; then the recipe, where its source
+    model came from, and the seconds of each stage."""
+    rows = metrics_rows(metrics)
+    with_source = any(r["share_source"] is not None for r in rows)
+    lines = [f"{'method':<20} {'n_labelled':>10} {'test Dice':>17} {'% of full':>10}"
+             + (f" {'% of source':>11}" if with_source else "") + f" {'alpha':>6}"]
+    for row in rows:
+        alpha = f"{row['alpha']:6.2g}" if row["alpha"] is not None else f"{'-':>6}"
+        lines.append(f"{row['method']:<20} {row['n_train']:>10d} {row['mean']:>9.4f} ± {row['std']:.4f} "
+                     f"{_percent(row['share'])}" + (f" {_percent(row['share_source']):>11}" if with_source else "")
+                     + f" {alpha}")
     recipes = sorted({m["recipe"] for m in metrics.values() if "recipe" in m})
     sources = sorted({m["source_model"] for m in metrics.values() if "source_model" in m})
     if recipes:
         lines.append(f"training recipe: {', '.join(recipes)}" + (f" (source model: {'; '.join(sources)})"
                                                                  if sources else ""))
+    seconds: dict[str, float] = {}
+    for row in rows:
+        seconds.update(row["stage_seconds"])
+    if seconds:
+        lines.append("seconds per stage (as computed; reused stages cost nothing now): "
+                     + ", ".join(f"{label} {value:g}" for label, value in seconds.items()))
     return "\n".join(lines)
 
 
