@@ -57,6 +57,11 @@ class RunResult:
 
 
 def _checked_inputs(config: RunConfig, command: str, progress: bool = False) -> Inputs:
+    """Every input ``command`` reads, checked; ``inputs.config`` is ``config`` with an ``auto``
+    recipe resolved (xssr.pipeline.recipe_choice)."""
+    from xssr.pipeline.recipe_choice import resolve_recipe
+
+    config = resolve_recipe(config)
     inputs = Inputs(config, progress=progress and distributed.is_main())
     groups, masks = plan(config, command)
     inputs.check(groups, masks)
@@ -78,6 +83,7 @@ def _open(config: RunConfig, out: str | Path, command: str, progress: bool) -> P
     """Check the output folder and every input, then (only then) create the run folder."""
     check_writable_folder(out)
     inputs = _checked_inputs(config, command, progress)
+    config = inputs.config
     out = Path(out)
     if distributed.is_main():  # under torchrun every process checks, one writes
         out.mkdir(parents=True, exist_ok=True)
@@ -203,7 +209,7 @@ def run_seeds(config: RunConfig, out: str | Path, seeds: Sequence[int], *, progr
         raise ValueError(f"--seeds needs at least two different seeds to compare over, got {list(seeds)}")
     out = Path(out)
     check_writable_folder(out)
-    _checked_inputs(config, "run", progress)  # every problem, before the first seed trains anything
+    config = _checked_inputs(config, "run", progress).config  # every problem, before the first seed trains
     results = {s: run(dataclasses.replace(config, seed=int(s)), out / f"seed-{s}", progress=progress) for s in seeds}
     per_seed = {s: r.metrics for s, r in results.items()}
     if distributed.is_main():

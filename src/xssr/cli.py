@@ -31,7 +31,8 @@ def _config_options(func):
         click.option("--test", help="Annotated target test images (same syntax)."),
         click.option("--data-root", type=click.Path(file_okay=False), help="Where '@name' specs point (default: $XSSR_DATA_ROOT or ../shared/data)."),
         click.option("--methods", help="Comma list from: " + ", ".join(method_names()) + "."),
-        click.option("--recipe", help="How the U-Net is trained: " + ", ".join(recipe_names()) + " (docs/recipes.md)."),
+        click.option("--recipe", help="How the U-Net is trained: " + ", ".join(recipe_names())
+                     + ", or auto (the one chosen on validation data for what you have; docs/recipes.md)."),
         click.option("--source-weights", type=click.Path(dir_okay=False),
                      help="A state dict of the source U-Net you already run (recipes that start from the source)."),
         click.option("--labeled", help="A later round: images already annotated (a round's manifest.csv#paths=any, "
@@ -485,20 +486,25 @@ def bench_report(suite, results, out, docs) -> None:
 @results_option
 @click.option("--table", default="A", show_default=True, help="The experiments that compare the recipes.")
 @click.option("--docs", type=click.Path(dir_okay=False), help="Also replace the choice block in this Markdown file.")
+@click.option("--write-default", is_flag=True,
+              help="Write the verdict as the choices of --recipe auto (xssr/train/recipes/default.json); "
+                   "refused until every choice has one.")
 @_errors_to_exit
-def bench_choose(suite, results, table, docs) -> None:
+def bench_choose(suite, results, table, docs, write_default) -> None:
     """Apply the recipe rule of SUITE (recipes-val) to its finished validation runs: the default
     recipe for teams with source masks, with only a source model, and with neither."""
     from xssr.bench import load_suite
-    from xssr.bench.choose import summary
+    from xssr.bench.choose import summary, write_default_choices
     from xssr.bench.report import load_runs, update_docs
 
     loaded = load_suite(_suite_path(suite))
     results = _default_folder(suite, results, "results", "results")
-    text, _ = summary(load_runs(results, loaded), loaded, table)
+    text, choices = summary(load_runs(results, loaded), loaded, table)
     if docs:
         update_docs(docs, f"choice-{loaded.name}", text, command=f"xssr bench choose {suite} --table {table}")
     click.echo(text)
+    if write_default:
+        click.echo(f"--recipe auto now reads: {write_default_choices(choices, loaded.name, text)}")
 
 
 @bench.command("advice")

@@ -350,8 +350,8 @@ def check_config(config: RunConfig) -> None:
 
     if config.embed.model not in embedder_names():
         problems.append(f"embed.model must be one of {', '.join(embedder_names())}, got {config.embed.model!r}")
-    if t.recipe not in recipe_names():
-        problems.append(f"train.recipe must be one of {', '.join(recipe_names())}, got {t.recipe!r}")
+    if t.recipe not in (*recipe_names(), "auto"):
+        problems.append(f"train.recipe must be one of {', '.join(recipe_names())} or auto, got {t.recipe!r}")
     from xssr.selection.neighbors import BACKENDS
 
     for name, value, valid in (("select.alpha_criterion", s.alpha_criterion, ("coverage", "shift-weighted-coverage")),

@@ -131,3 +131,27 @@ def summary(runs: Sequence[dict], suite, table: str = "A") -> tuple[str, list[Ch
         raise ValueError(f"--table {table}: none of its variants trains a recipe that uses the annotations; "
                          "it compares no recipes")
     return render_choice(scores, choices, datasets, len(mine), len(specs)), choices
+
+
+#: Which choice serves which situation of xssr.pipeline.recipe_choice.
+_SITUATION_OF = {"teams with source masks": "source_masks",
+                 "teams with only a source model (--source-weights)": "source_model",
+                 "teams with neither": "none"}
+
+
+def write_default_choices(choices: Sequence[Choice], suite_name: str, verdict: str, path=None):
+    """Write the choices as ``xssr/train/recipes/default.json`` (what ``--recipe auto`` reads);
+    refused while any choice has no verdict. Returns the path."""
+    from pathlib import Path
+
+    import xssr.train.recipes as recipes
+    from xssr.report.io import write_json
+
+    pending = [c.who for c in choices if c.chosen is None]
+    if pending:
+        raise ValueError(f"No default written: no verdict yet for {', '.join(pending)}.")
+    path = Path(path) if path is not None else Path(recipes.__file__).parent / "default.json"
+    return write_json(path, {"suite": suite_name, "recipes": {_SITUATION_OF[c.who]: c.chosen for c in choices},
+                             "reasons": {_SITUATION_OF[c.who]: c.reason for c in choices},
+                             "written_by": f"xssr bench choose {suite_name} --write-default",
+                             "verdict": verdict})

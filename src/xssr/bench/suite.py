@@ -114,6 +114,9 @@ class Suite:
                      "data.source": d.source, "data.pool": d.pool, "data.test": d.test,
                      "select.methods": [method], "select.budget": budget, "seed": seed}
         config = apply_overrides(RunConfig(), overrides, where=f"suite {self.name!r} setting")
+        if config.train.recipe == "auto":
+            raise ValueError(f"dataset {dataset!r}, experiment {exp.table!r}: train.recipe 'auto' would change with "
+                             "the chosen default while the run keys stay; name the recipe")
         return RunSpec(self.name, dataset, method, float(budget), exp.variant, seed, config)
 
 

@@ -1,0 +1,91 @@
+"""`--recipe auto`: the recipe chosen on validation data for what the team has (source masks, only a
+source model, or neither), read from the file `xssr bench choose --write-default` writes."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from xssr.bench.choose import Choice, write_default_choices
+from xssr.cli import main
+from xssr.config import RunConfig, apply_overrides
+from xssr.data import make_synthetic_dataset
+from xssr.models import build_unet
+from xssr.pipeline import recipe_choice
+
+CHOICES = {"suite": "recipes-val", "recipes": {"source_masks": "fine-tune", "source_model": "mean-teacher",
+                                               "none": "mean-teacher-scratch"}}
+TINY = ["--image-size", "32", "--device", "cpu", "--set", "train.steps=3", "--set", "train.channels=4,8",
+        "--set", "train.num_res_units=0", "--no-progress", "--methods", "random", "--budget", "3"]
+
+
+@pytest.fixture
+def data(tmp_path):
+    folder = make_synthetic_dataset(tmp_path / "data", n_source=4, n_pool=10, n_test=3, size=32)
+    manifest = folder / "manifest.csv"
+    return folder, {"data.source": f"{manifest}#site=synthetic_source",
+                    "data.pool": f"{manifest}#split=train&site=synthetic_target_a,synthetic_target_b",
+                    "data.test": f"{manifest}#split=test", "train.recipe": "auto"}
+
+
+def _config(settings):
+    return apply_overrides(RunConfig(), settings)
+
+
+def test_auto_reads_what_the_team_has(data, tmp_path, monkeypatch):
+    folder, settings = data
+    monkeypatch.setattr(recipe_choice, "default_choices", lambda: CHOICES)
+    assert recipe_choice.resolve_recipe(_config(settings)).train.recipe == "fine-tune"
+    weights = tmp_path / "mine.pt"
+    torch.save(build_unet(1, (4, 8), 0).state_dict(), weights)
+    with_model = _config({**settings, "train.source_weights": str(weights)})
+    assert recipe_choice.resolve_recipe(with_model).train.recipe == "mean-teacher"
+    (folder / "masks" / "source_0001.png").unlink()  # one source mask missing: not a team with source masks
+    assert recipe_choice.resolve_recipe(_config(settings)).train.recipe == "mean-teacher-scratch"
+    assert recipe_choice.resolve_recipe(_config({**settings, "train.recipe": "joint"})).train.recipe == "joint"
+
+
+def test_a_run_with_auto_records_and_says_the_recipe_it_used(data, tmp_path, monkeypatch):
+    _, settings = data
+    monkeypatch.setattr(recipe_choice, "default_choices", lambda: CHOICES)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", "--source", settings["data.source"], "--pool", settings["data.pool"],
+                                       "--test", settings["data.test"], "--recipe", "auto", *TINY, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "recipe auto -> fine-tune: all 4 source images have masks" in result.output
+    assert json.loads((out / "config.json").read_text())["train"]["recipe"] == "fine-tune"
+    assert json.loads((out / "metrics.json").read_text())["random"]["recipe"] == "fine-tune"
+
+
+def test_auto_without_a_verdict_is_a_clear_error(data, tmp_path, monkeypatch):
+    _, settings = data
+    monkeypatch.setattr(recipe_choice, "default_choices", lambda: None)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", "--source", settings["data.source"], "--pool", settings["data.pool"],
+                                       "--test", settings["data.test"], "--recipe", "auto", *TINY, "--out", str(out)])
+    assert result.exit_code == 2 and "no chosen default yet" in result.output and not out.exists()
+
+
+def test_the_default_file_is_written_only_from_a_full_verdict(tmp_path):
+    done = [Choice("teams with source masks", ("fine-tune",), "mean-teacher", "fine-tune", "cheaper"),
+            Choice("teams with only a source model (--source-weights)", ("fine-tune",), "fine-tune", "fine-tune", "best"),
+            Choice("teams with neither", ("supervised",), "supervised", "supervised", "best")]
+    path = write_default_choices(done, "recipes-val", "verdict text", tmp_path / "default.json")
+    written = json.loads(path.read_text())
+    assert written["recipes"] == {"source_masks": "fine-tune", "source_model": "fine-tune", "none": "supervised"}
+    pending = done[:2] + [Choice("teams with neither", ("supervised",), None, None, "not yet: supervised")]
+    with pytest.raises(ValueError, match="no verdict yet for teams with neither"):
+        write_default_choices(pending, "recipes-val", "", tmp_path / "other.json")
+    assert not (tmp_path / "other.json").exists()
+
+
+def test_a_suite_cannot_use_auto(tmp_path):
+    from xssr.bench import load_suite
+
+    path = tmp_path / "s.toml"
+    path.write_text('name = "s"\nseeds = [0]\n[[datasets]]\nname = "d"\nsource = "a"\npool = "b"\ntest = "c"\n'
+                    '[[experiments]]\ntable = "T"\nvariant = "v"\nmethods = ["random"]\n'
+                    'overrides = { "train.recipe" = "auto" }\n')
+    with pytest.raises(ValueError, match="'auto' would change with the chosen default"):
+        load_suite(path)
