@@ -517,9 +517,12 @@ def bench_choose(suite, results, table, docs, write_default) -> None:
 @click.option("--method", "methods", multiple=True, default=("random",), show_default=True)
 @click.option("--budget", "budgets", multiple=True, type=float, help="Only advise at these budgets.")
 @click.option("--seed", "seeds", multiple=True, type=int, help="Only these seeds.")
+@click.option("--set", "settings", multiple=True, metavar="SECTION.NAME=VALUE",
+              help="Change a training setting of the advice only, e.g. train.precision=fp32 where the committed "
+                   "runs used bf16 on hardware that has it; recorded in each row.")
 @click.option("--docs", type=click.Path(dir_okay=False), help="Also replace the advice block in this Markdown file.")
 @_errors_to_exit
-def bench_advice(suite, results, work, tables, datasets, methods, budgets, seeds, docs) -> None:
+def bench_advice(suite, results, work, tables, datasets, methods, budgets, seeds, settings, docs) -> None:
     """Check `xssr advise` against SUITE's committed budget sweep: at each budget, the learning curve
     on the run's own picks predicts the gain of the next budget, which the next run measured."""
     from xssr.bench import load_suite
@@ -531,13 +534,19 @@ def bench_advice(suite, results, work, tables, datasets, methods, budgets, seeds
     work = _default_folder(suite, work, "cache", "cache")
     specs = [s for s in loaded.filter(tables=tables, datasets=datasets, methods=methods, seeds=seeds)
              if not budgets or s.budget in budgets]
-    rows = check_advice(loaded, specs, Path(results), Path(work))
+    overrides = {}
+    for item in settings:
+        if "=" not in item:
+            raise click.UsageError(f"--set expects SECTION.NAME=VALUE, got {item!r}.")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = value.strip()
+    rows = check_advice(loaded, specs, Path(results), Path(work), overrides=overrides)
     text = advice_table(rows)
     if docs:
         update_docs(docs, f"advice-{loaded.name}", text,
                     command=f"xssr bench advice {suite} " + " ".join(
                         [f"--table {t}" for t in tables] + [f"--method {m}" for m in methods]
-                        + [f"--budget {b:g}" for b in budgets]))
+                        + [f"--budget {b:g}" for b in budgets] + [f"--set {s}" for s in settings]))
     click.echo(text)
 
 

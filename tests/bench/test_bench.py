@@ -553,6 +553,7 @@ def test_bench_advice_checks_the_learning_curve_against_the_next_budget(tmp_path
     assert row["run_keys"] == [runs[12]["key"], runs[16]["key"]]
     assert row["error"] == row["predicted_gain"] - row["measured_gain"]
     assert "| syn | random | 12 → 16 | 0 |" in result.output and "1 checks: mean absolute error" in result.output
+    assert row["overrides"] == {} and "| – |" in result.output
     assert "BEGIN generated: advice-tiny" in docs.read_text()
     # Done checks are read back, not made again.
     written = row_path.stat().st_mtime_ns

@@ -68,9 +68,15 @@ def _picked_records(pool, selected: list[dict], label: str):
 
 
 def check_advice(suite: Suite, specs: Sequence[RunSpec], results: Path, work: Path, *,
-                 folds: int = 3, n_sizes: int = 4) -> list[dict]:
-    """Advise at each spec's budget and compare with the committed runs; returns the rows written."""
+                 folds: int = 3, n_sizes: int = 4, overrides: dict[str, str] | None = None) -> list[dict]:
+    """Advise at each spec's budget and compare with the committed runs; returns the rows written.
+
+    ``overrides`` change the advice's training settings only (``{"train.precision": "fp32"}`` where
+    the committed runs were made in bf16 on hardware that has it); each row records them."""
+    from xssr.config import apply_overrides
     from xssr.pipeline.advice import advise
+
+    overrides = dict(overrides or {})
 
     rows = []
     inputs_of: dict[tuple, Inputs] = {}
@@ -83,7 +89,7 @@ def check_advice(suite: Suite, specs: Sequence[RunSpec], results: Path, work: Pa
         now, later, following = pair
         if out_path.is_file():
             done = read_json(out_path)
-            if done.get("run_keys") == [spec.key, following.key]:
+            if done.get("run_keys") == [spec.key, following.key] and done.get("overrides", {}) == overrides:
                 rows.append(done)
                 continue  # else made from runs of another protocol: check again
         if later["n_train"] <= now["n_train"]:
@@ -95,12 +101,14 @@ def check_advice(suite: Suite, specs: Sequence[RunSpec], results: Path, work: Pa
             inputs_of[where].check(["pool"], ["pool"])
         picked = _picked_records(inputs_of[where].records["pool"], now["selected"], str(result_path(results, spec)))
         folder = Path(work) / FOLDER / suite.name / spec.name
-        advice = advise(spec.config, folder / "run", picked, later["n_train"] - now["n_train"], folder,
+        config = apply_overrides(spec.config, overrides, where="--set") if overrides else spec.config
+        advice = advise(config, folder / "run", picked, later["n_train"] - now["n_train"], folder,
                         folds=folds, n_sizes=n_sizes, store=Path(work) / "store",
                         progress=lambda line, name=spec.name: logger.info("%s: %s", name, line))
         measured = later["dice"]["overall"]["mean"] - now["dice"]["overall"]["mean"]
         low, high = advice["gain_interval_95"]
         row = {"suite": suite.name, "run": spec.name, "next_run": following.name, "run_keys": [spec.key, following.key],
+               "overrides": overrides,
                "dataset": spec.dataset,
                "method": spec.method, "budget": spec.budget, "next_budget": following.budget, "seed": spec.seed,
                "n_labeled": now["n_train"], "n_next": later["n_train"],
@@ -116,13 +124,13 @@ def check_advice(suite: Suite, specs: Sequence[RunSpec], results: Path, work: Pa
 
 def advice_table(rows: list[dict]) -> str:
     """Markdown: one line per checked run, then the mean absolute error and the interval's coverage."""
-    lines = ["| dataset | method | budget → next | seed | predicted gain [95 %] | measured gain | error |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | method | budget → next | seed | predicted gain [95 %] | measured gain | error | advice settings |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["dataset"], r["method"], r["budget"], r["seed"])):
         low, high = r["predicted_interval_95"]
         lines.append(f"| {r['dataset']} | {r['method']} | {r['n_labeled']} → {r['n_next']} | {r['seed']} | "
                      f"{r['predicted_gain']:+.4f} [{low:+.4f}, {high:+.4f}] | {r['measured_gain']:+.4f} | "
-                     f"{r['error']:+.4f} |")
+                     f"{r['error']:+.4f} | {', '.join(f'{k}={v}' for k, v in r.get('overrides', {}).items()) or '–'} |")
     if rows:
         errors = np.array([r["error"] for r in rows])
         covered = sum(r["covered"] for r in rows)
