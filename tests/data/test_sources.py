@@ -283,3 +283,18 @@ def test_rest_is_disjoint_from_the_sample_and_stable(tmp_path):
         load_records(f"{folder}#rest=5")
     with pytest.raises(ValueError, match="rest=25"):
         load_records(f"{folder}#n=10&rest=25")
+
+
+def test_manifest_rows_may_name_single_slices_of_a_volume(tmp_path):
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 3), np.float32), np.eye(4)), tmp_path / "v.nii.gz")
+    path = write_manifest(tmp_path / "m.csv", ["image", "slice_index"], [["v.nii.gz", "2"], ["v.nii.gz", "0"]])
+    records = load_records(str(path))
+    assert [(r.slice_index, r.case_id) for r in records] == [(0, "v_s0"), (2, "v_s2")]
+    assert [r.slice_index for r in load_records(str(write_manifest(tmp_path / "all.csv", ["image"],
+                                                                   [["v.nii.gz"]])))] == [0, 1, 2]
+    twice = write_manifest(tmp_path / "t.csv", ["image", "slice_index"], [["v.nii.gz", "1"], ["v.nii.gz", "1"]])
+    with pytest.raises(ValueError, match=r"listed more than once: .*v.nii.gz \[slice 1\] on lines 2, 3"):
+        load_records(str(twice))
+    bad = write_manifest(tmp_path / "b.csv", ["image", "slice_index"], [["v.nii.gz", "-1"], ["v.nii.gz", "x"]])
+    with pytest.raises(ValueError, match="slice_index must be a whole number >= 0 .* line\\(s\\) 2, 3"):
+        load_records(str(bad))

@@ -2,6 +2,7 @@
 simulated from the real masks) -> import -> train -> nnU-Net export."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,3 +180,70 @@ def test_slices_of_volumes_are_refused_by_the_2d_tools_and_go_to_nnunet(tmp_path
         result = _invoke("export", run, "--method", "random", "--to", tool, "--out", tmp_path / f"{tool}.json")
         assert result.exit_code == 2 and "slices of volumes" in result.output and "--to nnunet" in result.output
         assert not list(tmp_path.glob(f"{tool}*"))
+
+
+def test_a_volume_round_goes_out_to_nnunet_and_comes_back_from_a_slicer_style_mask_volume(tmp_path):
+    import nibabel as nib
+
+    from xssr.data import load_records, read_mask
+
+    pool = tmp_path / "volumes"
+    (pool / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    truth = {}
+    for i in range(3):
+        mask = np.zeros((16, 16, 4), np.uint8)
+        mask[3 + i:9 + i, 4:12, :] = 1
+        truth[f"case{i}"] = mask
+        nib.save(nib.Nifti1Image(rng.normal(size=(16, 16, 4)).astype(np.float32) + 2 * mask, np.eye(4)),
+                 pool / "images" / f"case{i}.nii.gz")
+    run = tmp_path / "run"
+    args = ["--image-size", "16", "--device", "cpu", "--set", "train.steps=3", "--set", "train.channels=4,8",
+            "--set", "train.num_res_units=0", "--no-progress", "--methods", "random", "--budget", "5"]
+    assert _invoke("select", "--pool", pool, *args, "--out", run).exit_code == 0
+    picked = [(Path(r["image"]).name.split(".")[0], int(r["slice_index"]))
+              for r in read_csv(run / "select" / "random" / "selection.csv")]
+
+    # 3D Slicer saves one label volume per image volume: the selected slices drawn, the rest empty.
+    drawn = tmp_path / "slicer"
+    drawn.mkdir()
+    for case in {c for c, _ in picked}:
+        volume = np.zeros_like(truth[case])
+        for c, index in picked:
+            if c == case:
+                volume[:, :, index] = truth[case][:, :, index]
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), drawn / f"{case}.nii.gz")
+    result = _invoke("import", run, "--method", "random", "--from", "folder", drawn, "--out", tmp_path / "round1")
+    assert result.exit_code == 0, result.output
+
+    manifest = tmp_path / "round1" / "manifest.csv"
+    records = load_records(f"{manifest}#paths=any")
+    assert len(records) == 12  # every slice of the pool, one row each
+    annotated = [r for r in records if r.mask is not None]
+    assert sorted((r.image.name.split(".")[0], r.slice_index) for r in annotated) == sorted(picked)
+    for r in annotated:
+        np.testing.assert_array_equal(read_mask(r.mask, r.slice_index) > 0,
+                                      truth[r.image.name.split(".")[0]][:, :, r.slice_index] > 0)
+    # ... and trains on exactly those slices, reusing the selection
+    result = _invoke("train", "--pool", f"{manifest}#paths=any", *args, "--out", run)
+    assert result.exit_code == 0, result.output
+    assert "select/random: reused" in result.output
+
+
+def test_a_2d_mask_for_several_selected_slices_of_one_volume_is_refused(tmp_path):
+    import nibabel as nib
+
+    pool = tmp_path / "volumes"
+    (pool / "images").mkdir(parents=True)
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).normal(size=(16, 16, 4)).astype(np.float32), np.eye(4)),
+             pool / "images" / "case0.nii.gz")
+    run = tmp_path / "run"
+    args = ["--image-size", "16", "--device", "cpu", "--set", "train.channels=4,8", "--no-progress",
+            "--methods", "random", "--budget", "2"]
+    assert _invoke("select", "--pool", pool, *args, "--out", run).exit_code == 0
+    drawn = tmp_path / "drawn"
+    drawn.mkdir()
+    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(drawn / "case0.png")
+    result = _invoke("import", run, "--method", "random", "--from", "folder", drawn, "--out", tmp_path / "round1")
+    assert result.exit_code == 2 and "2 slices of this volume were selected" in result.output
+    assert not (tmp_path / "round1").exists()

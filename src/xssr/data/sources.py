@@ -47,7 +47,7 @@ SLICE_MODES = ("all", "foreground")
 #: Where a manifest's image and mask paths may point: inside the manifest's folder, or anywhere.
 PATH_MODES = ("inside", "any")
 MANIFEST_NAME = "manifest.csv"
-MANIFEST_COLUMNS = ("image", "mask", "site", "case_id", "split")
+MANIFEST_COLUMNS = ("image", "mask", "site", "case_id", "split")  # and optionally slice_index
 
 
 @dataclass(frozen=True)
@@ -256,17 +256,28 @@ def _read_manifest(csv_path: Path, paths: str = "inside") -> list[ImageRecord]:
             outside.append(f"line {line}: {cell}")
         return path.resolve()
 
+    # An optional slice_index column lists single slices of a volume (a round folder's manifest
+    # does: one row per slice, the annotated ones with a mask volume); a volume row without one
+    # stands for all its slices.
+    bad_slices = [str(line) for line, row in enumerate(rows, start=2)
+                  if row.get("slice_index") and not row["slice_index"].isdigit()]
+    if bad_slices:
+        raise ValueError(f"Manifest {csv_path}: slice_index must be a whole number >= 0 (or empty) on line(s) "
+                         f"{', '.join(bad_slices[:10])}")
     records, lines_of = [], {}
     for line, row in enumerate(rows, start=2):
         image = absolute(row["image"], line)
-        lines_of.setdefault(image, []).append(line)
+        slice_index = int(row["slice_index"]) if row.get("slice_index") else None
+        lines_of.setdefault((image, slice_index), []).append(line)
+        stem = file_stem(image) if slice_index is None else f"{file_stem(image)}_s{slice_index}"
         records.append(
             ImageRecord(
                 image=image,
                 mask=absolute(row["mask"], line) if row.get("mask") else None,
                 site=row.get("site", ""),
-                case_id=row.get("case_id", "") or file_stem(image),
+                case_id=row.get("case_id", "") or stem,
                 split=row.get(split_column, ""),
+                slice_index=slice_index,
             )
         )
     if outside:
@@ -275,8 +286,8 @@ def _read_manifest(csv_path: Path, paths: str = "inside") -> list[ImageRecord]:
             + "; ".join(outside[:5]) + (" ..." if len(outside) > 5 else "")
             + "); move the files under that folder, or add '#paths=any' to the data spec to allow it."
         )
-    repeated = [f"{image} on lines {', '.join(map(str, lines))}"
-                for image, lines in lines_of.items() if len(lines) > 1]
+    repeated = [f"{image}{'' if index is None else f' [slice {index}]'} on lines {', '.join(map(str, lines))}"
+                for (image, index), lines in lines_of.items() if len(lines) > 1]
     if repeated:
         raise ValueError(f"Manifest {csv_path}: image(s) listed more than once: " + "; ".join(repeated[:5])
                          + (" ..." if len(repeated) > 5 else ""))

@@ -9,10 +9,11 @@ checked before anything is written, and every problem is listed at once with its
 - the mask has its image's size;
 - it is binary (two values at most: 0 and one foreground value), and not empty unless allowed.
 
-The result is a round folder: ``masks/`` (0/255 PNGs named by case) and ``manifest.csv`` listing
-the whole pool with the mask column filled for the annotated images, the manifest ``xssr train``
-and ``xssr run`` take as ``--pool ROUND/manifest.csv#paths=any`` (its image paths are the pool's
-own, outside the round folder).
+The result is a round folder: ``masks/`` (0/255 PNGs named by case; for slices of volumes, one
+NIfTI mask volume per image volume) and ``manifest.csv`` listing the whole pool (one row per slice
+of a volume, ``slice_index`` column) with the mask column filled for the annotated images: the
+manifest ``xssr train`` and ``xssr run`` take as ``--pool ROUND/manifest.csv#paths=any`` (its image
+paths are the pool's own, outside the round folder).
 """
 
 from __future__ import annotations
@@ -25,38 +26,51 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from xssr.data import ImageRecord, InputError
-from xssr.data.readers import file_stem, is_supported, read_image, read_mask
+from xssr.data.readers import file_stem, is_supported, read_image, read_volume, take_slice, to_mask
 from xssr.exchange.nnunet import case_identifiers
 from xssr.report.io import write_csv
 
-MANIFEST_COLUMNS = ("image", "mask", "site", "case_id", "split")
+MANIFEST_COLUMNS = ("image", "mask", "site", "case_id", "split", "slice_index")
 
 
 def masks_from_folder(folder: str | Path, selected: Sequence[ImageRecord]) -> dict[str, tuple[np.ndarray, str]]:
     """Read the mask files of ``folder`` whose name (without suffix) is a selected image's file
     name or case id; returns ``{record key: (mask, file)}``. Files matching no selected image are
-    returned under their own path as key, so that the check names them."""
+    returned under their own path as key, so that the check names them.
+
+    A selected slice of a volume takes its mask from a mask volume named like the image volume
+    (as 3D Slicer saves a segmentation: the selected slices drawn, the others left empty), or from
+    a 2-D file named by the slice's case id (``case7_s12.png``).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a folder of mask files")
-    by_name: dict[str, ImageRecord] = {}
+    by_name: dict[str, list[ImageRecord]] = {}
     for record in selected:
-        if record.slice_index is not None:
-            raise ValueError(f"{record.label}: importing masks of volume slices from a folder is not supported yet; "
-                             "write the annotated volume's mask next to it and list it in a manifest")
-        by_name[file_stem(record.image)] = record
-        if record.case_id:
-            by_name.setdefault(record.case_id, record)
+        by_name.setdefault(file_stem(record.image), []).append(record)  # an image, or each selected slice of a volume
+        if record.case_id and record.case_id != file_stem(record.image):
+            by_name.setdefault(record.case_id, []).append(record)
     found: dict[str, tuple[np.ndarray, str]] = {}
     problems = []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and is_supported(p)):
-        record = by_name.get(file_stem(path))
-        key = record.key if record is not None else str(path)
-        if key in found:
-            problems.append((str(path), f"a second mask for {record.label} (the first is {found[key][1]})"))
+        records = by_name.get(file_stem(path), [])
+        if not records:  # named in the check as a mask of no selected image
+            found[str(path)] = (np.zeros((0, 0), np.uint8), str(path))
             continue
         try:
-            found[key] = (read_mask(path), str(path))
+            stack = read_volume(path)
+            if len(stack) == 1 and len(records) > 1:
+                raise ValueError(f"a 2-D mask, but {len(records)} slices of this volume were selected: give a mask "
+                                 "volume, or one 2-D mask per slice named by its case id (e.g. "
+                                 f"{records[0].case_id}.png)")
+            for record in records:
+                if record.key in found:
+                    problems.append((str(path), f"a second mask for {record.label} (the first is {found[record.key][1]})"))
+                elif len(stack) == 1:  # the 2-D mask of this image or slice
+                    found[record.key] = (to_mask(stack[0], path), str(path))
+                else:  # a mask volume: the selected slice of it
+                    found[record.key] = (to_mask(take_slice(stack, path, record.slice_index), path),
+                                         f"{path} [slice {record.slice_index}]")
         except ValueError as error:
             problems.append((str(path), str(error)))
     if problems:
@@ -118,8 +132,11 @@ def write_round(out: str | Path, pool: Sequence[ImageRecord], selected: Sequence
     files = {}
     try:
         for case, record in zip(case_identifiers(selected), selected):
-            files[record.key] = out / "masks" / f"{case}.png"
-            Image.fromarray(masks[record.key] * np.uint8(255)).save(partial / f"{case}.png")
+            if record.slice_index is None:
+                files[record.key] = out / "masks" / f"{case}.png"
+                Image.fromarray(masks[record.key] * np.uint8(255)).save(partial / f"{case}.png")
+        files.update(_write_mask_volumes([r for r in selected if r.slice_index is not None], masks, partial,
+                                         out / "masks"))
         os.replace(partial, out / "masks")
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -128,5 +145,31 @@ def write_round(out: str | Path, pool: Sequence[ImageRecord], selected: Sequence
     for record in pool:
         mask = files.get(record.key, record.mask)
         rows.append({"image": str(record.image), "mask": str(mask) if mask else "", "site": record.site,
-                     "case_id": record.case_id, "split": record.split})
+                     "case_id": record.case_id, "split": record.split,
+                     "slice_index": "" if record.slice_index is None else record.slice_index})
     return write_csv(manifest, rows, MANIFEST_COLUMNS)
+
+
+def _write_mask_volumes(slices: Sequence[ImageRecord], masks: Mapping[str, np.ndarray], folder: Path,
+                        final: Path) -> dict[str, Path]:
+    """One NIfTI mask volume per image volume with annotated slices (those slices drawn, the others
+    0, slices along the last axis as xssr reads them; the image's affine when it is NIfTI), so
+    the manifest lists each annotated slice with its volume's mask; ``{record key: final path}``."""
+    import nibabel as nib
+
+    from xssr.data.readers import NIFTI_SUFFIXES, count_slices, file_suffix
+
+    by_volume: dict[Path, list[ImageRecord]] = {}
+    for record in slices:
+        by_volume.setdefault(record.image, []).append(record)
+    names = case_identifiers([ImageRecord(image=image, case_id=file_stem(image)) for image in by_volume])
+    files = {}
+    for name, (image, records) in zip(names, by_volume.items()):
+        height, width = masks[records[0].key].shape
+        volume = np.zeros((height, width, count_slices(image)), np.uint8)
+        for record in records:
+            volume[:, :, record.slice_index] = masks[record.key]
+        affine = nib.load(str(image)).affine if file_suffix(image) in NIFTI_SUFFIXES else np.eye(4)
+        nib.save(nib.Nifti1Image(volume, affine), str(folder / f"{name}.nii.gz"))
+        files.update({record.key: final / f"{name}.nii.gz" for record in records})
+    return files
