@@ -112,23 +112,26 @@ def float32_exponent(*arrays: np.ndarray) -> int:
 
 
 def _search_numpy(
-    queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool
+    queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool, rows: np.ndarray | None = None
 ) -> np.ndarray:
-    """Indices ``(n_queries, k)`` of the k nearest reference rows (unordered within a row)."""
-    n_queries, n_reference = queries.shape[0], reference.shape[0]
+    """Indices ``(n, k)`` of the k nearest reference rows of every query row, or of the query rows
+    ``rows`` only (unordered within a row); ``exclude_self`` leaves out the reference row with the
+    query's own index."""
+    n_queries, n_reference = (queries.shape[0] if rows is None else rows.size), reference.shape[0]
     ref_sq = np.einsum("ij,ij->i", reference, reference)
     chunk = max(1, _CHUNK_BYTES // (n_reference * reference.itemsize))
     found = np.empty((n_queries, k), dtype=np.int64)
     for start in range(0, n_queries, chunk):
         stop = min(start + chunk, n_queries)
+        # A slice is a view: the common whole-pool search copies no query rows.
+        own = np.arange(start, stop) if rows is None else rows[start:stop]
         # ||q||^2 is the same along a row, so it cannot change the ranking: leave it out.
-        scores = queries[start:stop] @ reference.T
+        scores = (queries[start:stop] if rows is None else queries[own]) @ reference.T
         scores *= -2.0
         scores += ref_sq
         if exclude_self:
-            rows = np.arange(stop - start)
             # By index, not by distance == 0: duplicated rows must still count as neighbours.
-            scores[rows, start + rows] = np.inf
+            scores[np.arange(stop - start), own] = np.inf
         if k == 1:
             found[start:stop, 0] = np.argmin(scores, axis=1)
         else:
@@ -202,19 +205,7 @@ def _search_faiss_ivf(
         found = _drop_self(found, k)
     short = np.flatnonzero((found < 0).any(axis=1))  # -1: the probed lists ran out of rows
     if short.size:
-        found[short] = _search_numpy_rows(queries, reference, k, exclude_self, short)
-    return found
-
-
-def _search_numpy_rows(queries, reference, k, exclude_self, rows):
-    """Exact search for some query rows (their own index is excluded when ``exclude_self``)."""
-    found = np.empty((rows.size, k), dtype=np.int64)
-    ref_sq = np.einsum("ij,ij->i", reference, reference)
-    for i, row in enumerate(rows):
-        scores = reference @ queries[row] * -2.0 + ref_sq
-        if exclude_self:
-            scores[row] = np.inf
-        found[i] = np.argpartition(scores, k - 1)[:k]
+        found[short] = _search_numpy(queries, reference, k, exclude_self, rows=short)
     return found
 
 
@@ -231,7 +222,7 @@ def knn_recall(X, k: int = 10, *, n_queries: int = 1000, backend: str = "faiss-i
     centred = points - points.mean(axis=0)
     fast = np.ldexp(centred, float32_exponent(centred)).astype(np.float32)
     k = min(k, points.shape[0] - 1)
-    exact = _search_numpy_rows(fast, fast, k, True, rows)
+    exact = _search_numpy(fast, fast, k, True, rows=rows)
     used = _resolve_backend(backend, float(points.shape[0]) ** 2)
     search = {"faiss-ivf": _search_faiss_ivf, "faiss": _search_faiss, "numpy": _search_numpy}[used]
     found = search(fast, fast, k, True)[rows]
