@@ -45,7 +45,7 @@ BENCH_METHODS = ("xssr", "random")
 
 TOLERANCE = 1e-6
 # Wall-clock and provenance fields: they legitimately differ between two runs of the same command.
-NOT_COMPARED = {"train_seconds", "timings", "environment", "git_commit", "command"}
+NOT_COMPARED = {"train_seconds", "stage_seconds", "timings", "environment", "git_commit", "command"}
 STAGE_PARENTS = ("select", "train", "evaluate")  # these hold one stage folder per method
 # For the kill-inside-a-write tests the kill point is exact, so the stages can be as short as possible.
 QUICK = ["--set", "pretrain.epochs=2", "--set", "train.steps=2"]
