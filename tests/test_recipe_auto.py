@@ -15,7 +15,8 @@ from xssr.models import build_unet
 from xssr.pipeline import recipe_choice
 
 CHOICES = {"suite": "recipes-val", "recipes": {"source_masks": "fine-tune", "source_model": "mean-teacher",
-                                               "none": "mean-teacher-scratch"}}
+                                               "none": "mean-teacher-scratch"},
+           "settings": {"source_masks": {"train.augment": "standard", "train.loss": "dice-bce"}}}
 TINY = ["--image-size", "32", "--device", "cpu", "--set", "train.steps=3", "--set", "train.channels=4,8",
         "--set", "train.num_res_units=0", "--no-progress", "--methods", "random", "--budget", "3"]
 
@@ -36,7 +37,10 @@ def _config(settings):
 def test_auto_reads_what_the_team_has(data, tmp_path, monkeypatch):
     folder, settings = data
     monkeypatch.setattr(recipe_choice, "default_choices", lambda: CHOICES)
-    assert recipe_choice.resolve_recipe(_config(settings)).train.recipe == "fine-tune"
+    chosen = recipe_choice.resolve_recipe(_config(settings)).train
+    assert (chosen.recipe, chosen.augment, chosen.loss) == ("fine-tune", "standard", "dice-bce")
+    # an ingredient the user moved from its default stays as the user set it
+    assert recipe_choice.resolve_recipe(_config({**settings, "train.augment": "flip"})).train.augment == "flip"
     weights = tmp_path / "mine.pt"
     torch.save(build_unet(1, (4, 8), 0).state_dict(), weights)
     with_model = _config({**settings, "train.source_weights": str(weights)})
@@ -53,7 +57,7 @@ def test_a_run_with_auto_records_and_says_the_recipe_it_used(data, tmp_path, mon
     result = CliRunner().invoke(main, ["run", "--source", settings["data.source"], "--pool", settings["data.pool"],
                                        "--test", settings["data.test"], "--recipe", "auto", *TINY, "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "recipe auto -> fine-tune: all 4 source images have masks" in result.output
+    assert "recipe auto -> fine-tune, augment=standard, loss=dice-bce: all 4 source images have masks" in result.output
     assert json.loads((out / "config.json").read_text())["train"]["recipe"] == "fine-tune"
     assert json.loads((out / "metrics.json").read_text())["random"]["recipe"] == "fine-tune"
 
@@ -68,15 +72,22 @@ def test_auto_without_a_verdict_is_a_clear_error(data, tmp_path, monkeypatch):
 
 
 def test_the_default_file_is_written_only_from_a_full_verdict(tmp_path):
+    from pathlib import Path
+
+    from xssr.bench import load_suite
+
+    suite = load_suite(Path(__file__).parents[1] / "benchmarks" / "suites" / "recipes-val.toml")
     done = [Choice("teams with source masks", ("fine-tune",), "mean-teacher", "fine-tune", "cheaper"),
             Choice("teams with only a source model (--source-weights)", ("fine-tune",), "fine-tune", "fine-tune", "best"),
             Choice("teams with neither", ("supervised",), "supervised", "supervised", "best")]
-    path = write_default_choices(done, "recipes-val", "verdict text", tmp_path / "default.json")
+    path = write_default_choices(done, suite, "A", "verdict text", tmp_path / "default.json")
     written = json.loads(path.read_text())
     assert written["recipes"] == {"source_masks": "fine-tune", "source_model": "fine-tune", "none": "supervised"}
+    assert written["settings"]["none"] == {"train.augment": "standard", "train.loss": "dice-bce",
+                                           "train.lr_schedule": "cosine", "train.tta": True}
     pending = done[:2] + [Choice("teams with neither", ("supervised",), None, None, "not yet: supervised")]
     with pytest.raises(ValueError, match="no verdict yet for teams with neither"):
-        write_default_choices(pending, "recipes-val", "", tmp_path / "other.json")
+        write_default_choices(pending, suite, "A", "", tmp_path / "other.json")
     assert not (tmp_path / "other.json").exists()
 
 

@@ -57,7 +57,7 @@ def test_the_source_unet_is_trained_once_and_shared_by_recipes(data, tmp_path):
     assert "source-train: reused" in result.output
     metrics = json.loads((out / "metrics.json").read_text())["random"]
     assert metrics["recipe"] == "fusion" and "trained here on 4 source images" in metrics["source_model"]
-    assert "training recipe: fusion, source-only (source model: trained here on 4 source images" in result.output
+    assert "training recipe: fusion (source model: trained here on 4 source images" in result.output
     # The source U-Net alone is measured beside the recipe: the row annotations must beat.
     everything = json.loads((out / "metrics.json").read_text())
     alone = everything["source-only"]

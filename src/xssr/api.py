@@ -138,6 +138,9 @@ def advise(run: str | Path, labeled: str, next_batch: int, out: str | Path, *, s
         overrides[key.strip()] = value.strip()
     config = apply_overrides(config, overrides, where="option")
     check_config(config)
+    from xssr.pipeline.recipe_choice import resolve_recipe
+
+    config = resolve_recipe(config)
     check_writable_folder(out)
     return fit_and_advise(config, run, labeled, next_batch, out, folds=folds, n_sizes=n_sizes, progress=progress)
 

@@ -504,7 +504,7 @@ def bench_choose(suite, results, table, docs, write_default) -> None:
         update_docs(docs, f"choice-{loaded.name}", text, command=f"xssr bench choose {suite} --table {table}")
     click.echo(text)
     if write_default:
-        click.echo(f"--recipe auto now reads: {write_default_choices(choices, loaded.name, text)}")
+        click.echo(f"--recipe auto now reads: {write_default_choices(choices, loaded, table, text)}")
 
 
 @bench.command("advice")

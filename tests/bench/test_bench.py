@@ -541,6 +541,8 @@ def test_bench_advice_checks_the_learning_curve_against_the_next_budget(tmp_path
     args = ["bench", "advice", str(path), "--results", str(results), "--work", str(work)]
     missing = CliRunner().invoke(main, args)
     assert missing.exit_code == 2 and "the committed run to compare with is missing" in missing.output
+    other = CliRunner().invoke(main, [*args, "--set", "seed=3"])
+    assert other.exit_code == 2 and "--set seed: only training settings" in other.output
 
     run_suite(load_suite(path), results, work)
     result = CliRunner().invoke(main, [*args, "--docs", str(docs)])

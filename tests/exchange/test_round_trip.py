@@ -193,7 +193,8 @@ def test_a_volume_round_goes_out_to_nnunet_and_comes_back_from_a_slicer_style_ma
     truth = {}
     for i in range(3):
         mask = np.zeros((16, 16, 4), np.uint8)
-        mask[3 + i:9 + i, 4:12, :] = 1
+        for z in range(4):  # a different mask on every slice, so a swapped slice would show
+            mask[3 + i:9 + i, 2 + 2 * z:8 + 2 * z, z] = 1
         truth[f"case{i}"] = mask
         nib.save(nib.Nifti1Image(rng.normal(size=(16, 16, 4)).astype(np.float32) + 2 * mask, np.eye(4)),
                  pool / "images" / f"case{i}.nii.gz")

@@ -75,8 +75,13 @@ def check_advice(suite: Suite, specs: Sequence[RunSpec], results: Path, work: Pa
     the committed runs were made in bf16 on hardware that has it); each row records them."""
     from xssr.config import apply_overrides
     from xssr.pipeline.advice import advise
+    from xssr.pipeline.recipe_choice import resolve_recipe
 
     overrides = dict(overrides or {})
+    other = sorted(k for k in overrides if not (k.startswith("train.") or k == "device"))
+    if other:
+        raise ValueError(f"--set {', '.join(other)}: only training settings (train.*, device) may change for the "
+                         "check; the data, selection and seed are those of the committed runs it compares with")
 
     rows = []
     inputs_of: dict[tuple, Inputs] = {}
@@ -102,6 +107,7 @@ def check_advice(suite: Suite, specs: Sequence[RunSpec], results: Path, work: Pa
         picked = _picked_records(inputs_of[where].records["pool"], now["selected"], str(result_path(results, spec)))
         folder = Path(work) / FOLDER / suite.name / spec.name
         config = apply_overrides(spec.config, overrides, where="--set") if overrides else spec.config
+        config = resolve_recipe(config)
         advice = advise(config, folder / "run", picked, later["n_train"] - now["n_train"], folder,
                         folds=folds, n_sizes=n_sizes, store=Path(work) / "store",
                         progress=lambda line, name=spec.name: logger.info("%s: %s", name, line))

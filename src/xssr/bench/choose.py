@@ -139,9 +139,14 @@ _SITUATION_OF = {"teams with source masks": "source_masks",
                  "teams with neither": "none"}
 
 
-def write_default_choices(choices: Sequence[Choice], suite_name: str, verdict: str, path=None):
-    """Write the choices as ``xssr/train/recipes/default.json`` (what ``--recipe auto`` reads);
-    refused while any choice has no verdict. Returns the path."""
+#: The ingredients a verdict's runs trained with, which ``--recipe auto`` carries over with the recipe.
+INGREDIENTS = ("augment", "loss", "lr_schedule", "tta")
+
+
+def write_default_choices(choices: Sequence[Choice], suite, table: str, verdict: str, path=None):
+    """Write the choices as ``xssr/train/recipes/default.json`` (what ``--recipe auto`` reads): per
+    situation the chosen variant's recipe and the ingredients its runs trained with. Refused while
+    any choice has no verdict. Returns the path."""
     from pathlib import Path
 
     import xssr.train.recipes as recipes
@@ -150,8 +155,13 @@ def write_default_choices(choices: Sequence[Choice], suite_name: str, verdict: s
     pending = [c.who for c in choices if c.chosen is None]
     if pending:
         raise ValueError(f"No default written: no verdict yet for {', '.join(pending)}.")
+    trained_with = {spec.variant: spec.config.train for spec in suite.runs((table,))}
     path = Path(path) if path is not None else Path(recipes.__file__).parent / "default.json"
-    return write_json(path, {"suite": suite_name, "recipes": {_SITUATION_OF[c.who]: c.chosen for c in choices},
-                             "reasons": {_SITUATION_OF[c.who]: c.reason for c in choices},
-                             "written_by": f"xssr bench choose {suite_name} --write-default",
-                             "verdict": verdict})
+    return write_json(path, {
+        "suite": suite.name,
+        "recipes": {_SITUATION_OF[c.who]: trained_with[c.chosen].recipe for c in choices},
+        "settings": {_SITUATION_OF[c.who]: {f"train.{k}": getattr(trained_with[c.chosen], k) for k in INGREDIENTS}
+                     for c in choices},
+        "reasons": {_SITUATION_OF[c.who]: f"{c.chosen}: {c.reason}" for c in choices},
+        "written_by": f"xssr bench choose {suite.name} --table {table} --write-default",
+        "verdict": verdict})

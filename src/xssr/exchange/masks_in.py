@@ -59,6 +59,9 @@ def masks_from_folder(folder: str | Path, selected: Sequence[ImageRecord]) -> di
             continue
         try:
             stack = read_volume(path)
+            if len({r.image for r in records}) > 1:
+                raise ValueError(f"its name matches several selected images ({', '.join(r.label for r in records[:3])}); "
+                                 "rename it after the one it belongs to")
             if len(stack) == 1 and len(records) > 1:
                 raise ValueError(f"a 2-D mask, but {len(records)} slices of this volume were selected: give a mask "
                                  "volume, or one 2-D mask per slice named by its case id (e.g. "

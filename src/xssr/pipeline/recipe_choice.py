@@ -3,7 +3,7 @@
 The choice is not typed in here: ``xssr bench choose recipes-val --write-default`` applies the
 rule written in benchmarks/suites/recipes-val.toml to its committed validation runs and writes
 ``xssr/train/recipes/default.json`` (one recipe for teams with source masks, one for teams with
-only a source model, one for teams with neither). This module reads that file and looks at the
+only a source model, one for teams with neither, each with the ingredients its runs trained with). This module reads that file and looks at the
 inputs: the user's ``train.source_weights``, else whether every source image has a mask.
 """
 
@@ -15,7 +15,7 @@ import logging
 from importlib import resources
 from pathlib import Path
 
-from xssr.config import RunConfig
+from xssr.config import RunConfig, TrainConfig
 
 AUTO = "auto"
 DEFAULT_FILE = "default.json"
@@ -61,6 +61,12 @@ def resolve_recipe(config: RunConfig) -> RunConfig:
                          "given its verdict (xssr bench choose recipes-val); name a recipe instead (docs/recipes.md)")
     where, why = situation(config)
     recipe = choices["recipes"][where]
-    stage_log.info("recipe auto -> %s: %s (chosen on validation data by %s, docs/recipes.md)", recipe, why,
+    # The ingredients the verdict's runs trained with come along, except those the user moved from
+    # their defaults (a setting left at its default cannot be told from one given at it).
+    defaults = TrainConfig()
+    carried = {key.split(".", 1)[1]: value for key, value in choices.get("settings", {}).get(where, {}).items()
+               if getattr(config.train, key.split(".", 1)[1]) == getattr(defaults, key.split(".", 1)[1])}
+    stage_log.info("recipe auto -> %s%s: %s (chosen on validation data by %s, docs/recipes.md)", recipe,
+                   "".join(f", {k}={v}" for k, v in carried.items() if v != getattr(defaults, k)), why,
                    choices.get("suite", "recipes-val"))
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, recipe=recipe))
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, recipe=recipe, **carried))

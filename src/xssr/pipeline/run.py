@@ -397,13 +397,21 @@ class Pipeline(ModelStages):
             evaluated = self.evaluate(method, self.train(method, selection))
             metrics[method] = {**evaluated, "alpha": selection.outputs.get("alpha"),
                                "stage_seconds": self._stage_seconds(method)}
-        if "source-train" in self.results and "source-only" not in metrics and self.config.train.recipe != "source-only":
+        from xssr.train.recipes import get_recipe
+
+        if "source_model" in get_recipe(self.config.train.recipe).needs and self.config.train.recipe != "source-only":
             evaluated = self.evaluate("source-only", self.results["source-train"], source_only=True)
             metrics["source-only"] = {**evaluated, "stage_seconds": self._stage_seconds("source-only")}
         return metrics, selections
 
     def _stage_seconds(self, method: str) -> dict[str, float]:
         """Seconds each stage behind ``method``'s result took when it was computed (also if reused now)."""
-        shared = ("pretrain", "embed", "uncertainty", "source-train")
+        from xssr.train.recipes import get_recipe
+
+        shared = {"source-train"} if "source_model" in get_recipe(self.config.train.recipe).needs else set()
+        if method in self.config.select.methods and get_method(method).uses_embeddings:
+            shared |= {"pretrain", "embed"}
+        if method in self.config.select.methods and get_method(method).uses_scores:
+            shared |= {"source-train", "uncertainty"}
         return {label: round(result.seconds, 1) for label, result in self.results.items()
                 if label in shared or label.endswith(f"/{method}")}

@@ -46,7 +46,7 @@ def metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
         lines.append(f"{row['method']:<20} {row['n_train']:>10d} {row['mean']:>9.4f} ± {row['std']:.4f} "
                      f"{_percent(row['share'])}" + (f" {_percent(row['share_source']):>11}" if with_source else "")
                      + f" {alpha}")
-    recipes = sorted({m["recipe"] for m in metrics.values() if "recipe" in m})
+    recipes = sorted({m["recipe"] for name, m in metrics.items() if "recipe" in m and name != "source-only"})
     sources = sorted({m["source_model"] for m in metrics.values() if "source_model" in m})
     if recipes:
         lines.append(f"training recipe: {', '.join(recipes)}" + (f" (source model: {'; '.join(sources)})"
@@ -83,7 +83,7 @@ def seeds_rows(per_seed: dict[int, dict[str, dict[str, Any]]]) -> list[dict[str,
         mean = sum(values.values()) / len(values)
         std = (sum((v - mean) ** 2 for v in values.values()) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
         versus = None
-        if method not in ("random", "full") and "random" in methods:
+        if method not in ("random", "full", "source-only") and "random" in methods:
             versus = paired_difference(values, by_seed("random"))
         some = next(m[method] for m in per_seed.values() if method in m)
         rows.append({"method": method, "seeds": len(values), "mean": mean, "std": std,
