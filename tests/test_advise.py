@@ -84,3 +84,15 @@ def test_too_few_or_unannotated_images_are_named(run_folder, synthetic_specs, tm
     result = _advise(run_folder, str(folder), tmp_path / "o", "--next", "5")
     assert result.exit_code == 2 and "x0.png" in result.output and "mask" in result.output
     assert not (tmp_path / "o" / "points").exists()
+
+
+def test_a_curve_that_does_not_rise_is_reported_as_what_the_points_show():
+    from xssr.pipeline.advice import advice_text
+
+    flat = {"n_labeled": 22, "next_batch": 23, "recipe": "supervised", "folds": 3, "sizes": [4, 6, 9, 14],
+            "mean_held_out_dice": [0.58, 0.59, 0.55, 0.58], "curve": {"a": 0.58, "b": 0.0, "c": 1.0},
+            "gain": 0.0, "gain_interval_95": [0.0, 0.0], "dice_now": 0.58, "dice_next": 0.58, "curve_at_bound": []}
+    text = advice_text(flat)
+    assert "did not rise" in text and "4: 0.5800, 6: 0.5900" in text and "interval" not in text
+    rising = {**flat, "curve": {"a": 0.95, "b": 0.6, "c": 0.7}, "gain": 0.03, "gain_interval_95": [0.01, 0.05]}
+    assert "expected to add +0.0300 Dice (95 % interval +0.0100 to +0.0500)" in advice_text(rising)

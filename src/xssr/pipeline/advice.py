@@ -171,6 +171,14 @@ def _advice(estimate: GainEstimate, config: RunConfig, labeled: str, folds: int,
 
 def advice_text(advice: dict[str, Any]) -> str:
     low, high = advice["gain_interval_95"]
+    measured = ", ".join(f"{size}: {dice:.4f}" for size, dice in zip(advice["sizes"], advice["mean_held_out_dice"]))
+    if advice["curve"]["b"] <= 1e-9:
+        # The curve cannot fall (b >= 0), so flat or falling points give exactly 0 with a zero-width
+        # interval; say what the points showed instead of a certainty they do not carry.
+        return (f"Held-out Dice did not rise with more annotated images on this curve ({measured}; "
+                f"{advice['recipe']} recipe, {advice['folds']} folds), so it predicts no gain from "
+                f"{advice['next_batch']} more. That is what these points show, not a certainty: check that the "
+                "training settings are the run's (a short --set train.steps learns little).")
     return (f"Annotating {advice['next_batch']} more image(s) (to {advice['n_labeled'] + advice['next_batch']}) is "
             f"expected to add {advice['gain']:+.4f} Dice (95 % interval {low:+.4f} to {high:+.4f}): "
             f"{advice['dice_now']:.4f} -> {advice['dice_next']:.4f} on a learning curve of the {advice['recipe']} "
