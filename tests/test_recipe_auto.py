@@ -50,12 +50,16 @@ def test_auto_reads_what_the_team_has(data, tmp_path, monkeypatch):
     assert recipe_choice.resolve_recipe(_config({**settings, "train.recipe": "joint"})).train.recipe == "joint"
 
 
+def _run_auto(settings, out):
+    return CliRunner().invoke(main, ["run", "--source", settings["data.source"], "--pool", settings["data.pool"],
+                                     "--test", settings["data.test"], "--recipe", "auto", *TINY, "--out", str(out)])
+
+
 def test_a_run_with_auto_records_and_says_the_recipe_it_used(data, tmp_path, monkeypatch):
     _, settings = data
     monkeypatch.setattr(recipe_choice, "default_choices", lambda: CHOICES)
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["run", "--source", settings["data.source"], "--pool", settings["data.pool"],
-                                       "--test", settings["data.test"], "--recipe", "auto", *TINY, "--out", str(out)])
+    result = _run_auto(settings, out)
     assert result.exit_code == 0, result.output
     assert "recipe auto -> fine-tune, augment=standard, loss=dice-bce: all 4 source images have masks" in result.output
     assert json.loads((out / "config.json").read_text())["train"]["recipe"] == "fine-tune"
@@ -66,8 +70,7 @@ def test_auto_without_a_verdict_is_a_clear_error(data, tmp_path, monkeypatch):
     _, settings = data
     monkeypatch.setattr(recipe_choice, "default_choices", lambda: None)
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["run", "--source", settings["data.source"], "--pool", settings["data.pool"],
-                                       "--test", settings["data.test"], "--recipe", "auto", *TINY, "--out", str(out)])
+    result = _run_auto(settings, out)
     assert result.exit_code == 2 and "no chosen default yet" in result.output and not out.exists()
 
 
