@@ -66,8 +66,9 @@ def test_the_source_unet_is_trained_once_and_shared_by_recipes(data, tmp_path):
     share = everything["random"]["dice"]["overall"]["mean"] / alone["dice"]["overall"]["mean"]
     assert "% of source" in result.output and f"{100 * share:9.1f}%" in result.output
     assert "seconds per stage" in result.output and "source-train " in result.output
+    # Fusion's target branch is a U-Net of its own: its seconds are the run's too.
     assert set(everything["random"]["stage_seconds"]) >= {"source-train", "select/random", "train/random",
-                                                         "evaluate/random"}
+                                                         "target-branch/random", "evaluate/random"}
 
 
 def test_source_weights_are_used_as_given_and_need_no_source_masks(data, tmp_path):
@@ -292,6 +293,19 @@ def test_medsass_embeds_and_initialises_the_unet(data, tmp_path):
             assert same if (recipe == "medsass" or name.startswith(encoder)) else not same, (recipe, name)
     # the recipe found the embedder's pretraining: one MedSASS U-Net, trained once
     assert "pretrain: running" not in result.output
+
+
+def test_a_runs_stage_seconds_count_the_models_its_recipe_trains_beside_it(tmp_path):
+    from xssr.pipeline import StageResult
+
+    config = apply_overrides(RunConfig(), {"train.recipe": "medsass", "select.methods": ["random", "xssr"]})
+    pipeline = Pipeline(config, tmp_path, inputs=None)
+    labels = ("ssl-pretrain", "pretrain", "embed", "select/random", "train/random", "target-branch/random",
+              "select/xssr", "train/xssr")
+    pipeline.results = {label: StageResult(tmp_path, label, {}, 1.0) for label in labels}
+    assert set(pipeline._stage_seconds("random")) == {"ssl-pretrain", "select/random", "train/random",
+                                                      "target-branch/random"}
+    assert set(pipeline._stage_seconds("xssr")) == {"ssl-pretrain", "pretrain", "embed", "select/xssr", "train/xssr"}
 
 
 def test_run_over_several_seeds_compares_with_random_by_paired_interval(data, tmp_path):

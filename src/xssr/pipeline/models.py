@@ -211,7 +211,9 @@ class ModelStages:
         config = dataclasses.replace(self.config, embed=dataclasses.replace(self.config.embed, model="medsass"))
         branch = type(self)(config, self.out / "ssl", self.inputs, store=self.store)
         branch._device, branch._announced = self._device, self._announced
-        return branch.pretrain()
+        # Recorded under its own label, so the run's stage_seconds count the pretraining.
+        self.results["ssl-pretrain"] = result = branch.pretrain()
+        return result
 
     def _supervised_model(self, method: str, selection: StageResult) -> StageResult:
         """The supervised recipe's U-Net on ``selection``: its own stage (in the store, the very
@@ -219,7 +221,9 @@ class ModelStages:
         config = dataclasses.replace(self.config, train=dataclasses.replace(self.config.train, recipe="supervised"))
         branch = type(self)(config, self.out / "target-branch", self.inputs, store=self.store)
         branch._device, branch._announced = self._device, self._announced
-        return branch.train(method, selection)
+        # Recorded under its own label, so the run's stage_seconds count the target branch.
+        self.results[f"target-branch/{method}"] = result = branch.train(method, selection)
+        return result
 
     def training_data(self, recipe, images: np.ndarray | None, masks: np.ndarray | None,
                       source: StageResult | None):

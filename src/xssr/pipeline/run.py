@@ -408,7 +408,10 @@ class Pipeline(ModelStages):
         """Seconds each stage behind ``method``'s result took when it was computed (also if reused now)."""
         from xssr.train.recipes import get_recipe
 
-        shared = {"source-train"} if "source_model" in get_recipe(self.config.train.recipe).needs else set()
+        needs = get_recipe(self.config.train.recipe).needs
+        shared = {"source-train"} if "source_model" in needs else set()
+        if "ssl_model" in needs:
+            shared.add("ssl-pretrain")
         if method in self.config.select.methods and get_method(method).uses_embeddings:
             shared |= {"pretrain", "embed"}
         if method in self.config.select.methods and get_method(method).uses_scores:
