@@ -103,3 +103,73 @@ def test_a_suite_cannot_use_auto(tmp_path):
                     'overrides = { "train.recipe" = "auto" }\n')
     with pytest.raises(ValueError, match="'auto' would change with the chosen default"):
         load_suite(path)
+
+
+def _validation_runs(changes: dict[str, float], missing: tuple = ()):
+    """Fine-tune runs of recipes-val table A (0.90 on cxr-val, 0.95 on fundus-val) and one table B run
+    per ablation variant, dataset and seed, that much better or worse."""
+    runs = []
+    for seed in (0, 1, 2):
+        for dataset, dice in (("cxr-val", 0.90), ("fundus-val", 0.95)):
+            runs.append({"variant": "fine-tune", "dataset": dataset, "seed": seed, "dice": {"overall": {"mean": dice}}})
+            runs += [{"variant": variant, "dataset": dataset, "seed": seed,
+                      "dice": {"overall": {"mean": dice + change + 0.001 * (seed - 1)}}}
+                     for variant, change in changes.items() if (variant, dataset, seed) not in missing]
+    return runs
+
+
+def test_rule_two_keeps_an_ingredient_only_if_removing_it_lowers_validation_dice(tmp_path):
+    from pathlib import Path
+
+    from xssr.bench import load_suite
+    from xssr.bench.choose import ingredient_summary, ingredient_verdicts
+
+    suite = load_suite(Path(__file__).parents[1] / "benchmarks" / "suites" / "recipes-val.toml")
+    changes = {"fine-tune-no-augment": -0.02, "fine-tune-bce": +0.01, "fine-tune-constant-lr": 0.0,
+               "fine-tune-no-tta": -0.001, "fine-tune-all-components": -0.03}
+    runs = _validation_runs(changes, missing=(("fine-tune-all-components", "fundus-val", 2),))
+    verdicts = {v.setting: v for v in ingredient_verdicts(runs, suite)}
+    assert {s: v.keep for s, v in verdicts.items()} == {
+        "train.augment": True, "train.loss": False, "train.lr_schedule": False,  # a tie drops it
+        "train.tta": True, "train.keep_components": None}  # a seed is missing: no verdict yet
+    assert (verdicts["train.augment"].kept, verdicts["train.augment"].removed) == ("standard", "none")
+    assert verdicts["train.keep_components"].kept == (2, 1)  # per anatomy: lungs, optic disc
+    assert verdicts["train.loss"].change == pytest.approx(0.01)
+    assert verdicts["train.augment"].with_it == {"cxr-val": pytest.approx(0.90), "fundus-val": pytest.approx(0.95)}
+
+    choices = [Choice("teams with source masks", ("fine-tune",), "mean-teacher", "fine-tune", "cheaper"),
+               Choice("teams with only a source model (--source-weights)", ("fine-tune",), "fine-tune", "fine-tune", "best"),
+               Choice("teams with neither", ("supervised",), "supervised", "supervised", "best")]
+    text, listed = ingredient_summary(runs, suite, "B", "A", choices)
+    assert "29 of 30 ablation runs finished" in text and "| train.loss | dice-bce → bce |" in text
+    with pytest.raises(ValueError, match="no verdict yet for train.keep_components"):
+        write_default_choices(choices, suite, "A", text, tmp_path / "default.json", ingredients=listed)
+
+    # Complete: the dropped ingredients are set back in every situation's settings.
+    _, listed = ingredient_summary(_validation_runs(changes), suite, "B", "A", choices)
+    written = json.loads(write_default_choices(choices, suite, "A", text, tmp_path / "default.json",
+                                               ingredients=listed).read_text())
+    assert written["settings"]["none"] == {"train.augment": "standard", "train.loss": "bce",
+                                           "train.lr_schedule": "constant", "train.tta": True}
+    assert written["ingredients"]["train.keep_components"]["kept"] is True
+
+    # Table B ablates fine-tune: a verdict for another recipe needs its own ablations.
+    other = [Choice("teams with source masks", ("joint",), "joint", "joint", "best")] + choices[1:]
+    with pytest.raises(ValueError, match="table B ablates fine-tune, but table A chose joint"):
+        ingredient_summary(runs, suite, "B", "A", other)
+
+
+def test_an_ablation_must_differ_from_a_compared_recipe_in_one_setting(tmp_path):
+    from xssr.bench import load_suite
+    from xssr.bench.choose import ablations
+
+    path = tmp_path / "s.toml"
+    path.write_text('name = "s"\nseeds = [0]\n[[datasets]]\nname = "d"\nsource = "a"\npool = "b"\ntest = "c"\n'
+                    '[[experiments]]\ntable = "A"\nvariant = "fine-tune"\nmethods = ["random"]\n'
+                    'overrides = { "train.recipe" = "fine-tune" }\n'
+                    '[[experiments]]\ntable = "B"\nvariant = "two-at-once"\nmethods = ["random"]\n'
+                    'overrides = { "train.recipe" = "fine-tune", "train.tta" = true, "train.loss" = "dice-bce" }\n')
+    with pytest.raises(ValueError, match="'two-at-once': it must differ from one variant of table A in exactly one"):
+        ablations(load_suite(path), "B", "A")
+    path.write_text(path.read_text().replace(', "train.loss" = "dice-bce"', ""))
+    assert ablations(load_suite(path), "B", "A") == {"two-at-once": ("fine-tune", "train.tta", False, True)}

@@ -485,26 +485,38 @@ def bench_report(suite, results, out, docs) -> None:
 @click.argument("suite")
 @results_option
 @click.option("--table", default="A", show_default=True, help="The experiments that compare the recipes.")
+@click.option("--ingredients", default="B", show_default=True,
+              help="The experiments that remove one ingredient each from the chosen recipe (skipped when the "
+                   "suite has no such table).")
 @click.option("--docs", type=click.Path(dir_okay=False), help="Also replace the choice block in this Markdown file.")
 @click.option("--write-default", is_flag=True,
               help="Write the verdict as the choices of --recipe auto (xssr/train/recipes/default.json); "
-                   "refused until every choice has one.")
+                   "refused until every choice and ingredient has one.")
 @_errors_to_exit
-def bench_choose(suite, results, table, docs, write_default) -> None:
-    """Apply the recipe rule of SUITE (recipes-val) to its finished validation runs: the default
-    recipe for teams with source masks, with only a source model, and with neither."""
+def bench_choose(suite, results, table, ingredients, docs, write_default) -> None:
+    """Apply the rules of SUITE (recipes-val) to its finished validation runs: the default recipe for
+    teams with source masks, with only a source model, and with neither (rule 1), then which shared
+    ingredients the default keeps (rule 2)."""
     from xssr.bench import load_suite
-    from xssr.bench.choose import summary, write_default_choices
+    from xssr.bench.choose import ingredient_summary, summary, write_default_choices
     from xssr.bench.report import load_runs, update_docs
 
     loaded = load_suite(_suite_path(suite))
     results = _default_folder(suite, results, "results", "results")
-    text, choices = summary(load_runs(results, loaded), loaded, table)
+    runs = load_runs(results, loaded)
+    text, choices = summary(runs, loaded, table)
+    command = f"xssr bench choose {suite} --table {table}"
+    verdicts = None
+    if ingredients in {e.table for e in loaded.experiments}:
+        ingredient_text, verdicts = ingredient_summary(runs, loaded, ingredients, table, choices)
+        text += f"\nIngredients (table {ingredients}, rule 2):\n\n{ingredient_text}"
+        command += f" --ingredients {ingredients}"
     if docs:
-        update_docs(docs, f"choice-{loaded.name}", text, command=f"xssr bench choose {suite} --table {table}")
+        update_docs(docs, f"choice-{loaded.name}", text, command=command)
     click.echo(text)
     if write_default:
-        click.echo(f"--recipe auto now reads: {write_default_choices(choices, loaded, table, text)}")
+        written = write_default_choices(choices, loaded, table, text, ingredients=verdicts)
+        click.echo(f"--recipe auto now reads: {written}")
 
 
 @bench.command("advice")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from statistics import mean, median
-from typing import Sequence
+from typing import Any, Sequence
 
 TOLERANCE = 0.005
 #: The reference of table A (the paper's recipe without the shared ingredients), not a candidate.
@@ -133,6 +133,115 @@ def summary(runs: Sequence[dict], suite, table: str = "A") -> tuple[str, list[Ch
     return render_choice(scores, choices, datasets, len(mine), len(specs)), choices
 
 
+@dataclass(frozen=True)
+class IngredientVerdict:
+    """Rule 2 for one ingredient: the chosen recipe with it (``base``) and without it (``variant``)."""
+
+    setting: str  # "train.augment", ...
+    kept: Any  # its value in the chosen recipe
+    removed: Any  # its value in the ablation (the plain recipe's)
+    base: str
+    variant: str
+    with_it: dict[str, float]  # dataset -> mean validation Dice over the seeds both have
+    without: dict[str, float]
+    change: float  # average Dice without it minus with it (the mean paired difference)
+    keep: bool | None  # None until both have every dataset at every seed
+
+
+def ablations(suite, table: str, base_table: str) -> dict[str, tuple[str, str, Any, Any]]:
+    """{ablation variant: (base variant, setting, value in base, value in ablation)}: each variant of
+    ``table`` against the variant of ``base_table`` whose runs differ from it in exactly one training
+    setting, on every dataset (a ValueError names a variant with no such partner). A value that
+    differs by dataset (keep_components: 2 lungs, 1 optic disc) is given as a tuple."""
+    import dataclasses
+
+    base_specs = suite.runs((base_table,))
+    found: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    values: dict[str, dict[str, tuple[list, list]]] = defaultdict(dict)
+    for spec in suite.runs((table,)):
+        mine = dataclasses.asdict(spec.config.train)
+        partners = set()
+        for other in base_specs:
+            if other.dataset != spec.dataset or other.method != spec.method or other.budget != spec.budget:
+                continue
+            theirs = dataclasses.asdict(other.config.train)
+            differ = [k for k in mine if mine[k] != theirs[k]]
+            if len(differ) == 1:
+                partners.add((other.variant, f"train.{differ[0]}"))
+                kept, removed = values[spec.variant].setdefault(other.variant, ([], []))
+                for seen, value in ((kept, theirs[differ[0]]), (removed, mine[differ[0]])):
+                    if value not in seen:
+                        seen.append(value)
+        found[spec.variant] |= partners
+    for variant, partners in found.items():
+        if len(partners) != 1:
+            raise ValueError(f"table {table} variant {variant!r}: it must differ from one variant of table {base_table} "
+                             f"in exactly one training setting on every dataset; found {sorted(map(str, partners)) or 'none'}")
+
+    def one(found_values: list) -> Any:
+        return found_values[0] if len(found_values) == 1 else tuple(found_values)
+
+    pairs = {}
+    for variant, partners in found.items():
+        base, setting = next(iter(partners))
+        kept, removed = values[variant][base]
+        pairs[variant] = (base, setting, one(kept), one(removed))
+    return pairs
+
+
+def ingredient_verdicts(runs: Sequence[dict], suite, table: str = "B",
+                        base_table: str = "A") -> list[IngredientVerdict]:
+    """Rule 2: an ingredient stays if removing it lowers the validation Dice averaged over the
+    datasets (each the mean over the suite's seeds); a tie or a gain drops it (simpler wins)."""
+    datasets = sorted({spec.dataset for spec in suite.runs((table,))})
+    dice: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    for run in runs:
+        if run.get("seed") in suite.seeds:
+            dice[run.get("variant"), run.get("dataset")][run["seed"]] = run["dice"]["overall"]["mean"]
+    verdicts = []
+    for variant, (base, setting, kept, removed) in sorted(ablations(suite, table, base_table).items()):
+        paired = {d: sorted(set(dice[base, d]) & set(dice[variant, d])) for d in datasets}
+        if not all(paired.values()):
+            continue
+        with_it = {d: mean(dice[base, d][s] for s in paired[d]) for d in datasets}
+        without = {d: mean(dice[variant, d][s] for s in paired[d]) for d in datasets}
+        change = mean(without.values()) - mean(with_it.values())
+        complete = all(len(paired[d]) == len(suite.seeds) for d in datasets)
+        verdicts.append(IngredientVerdict(setting, kept, removed, base, variant, with_it, without, change,
+                                          (change < 0) if complete else None))
+    return verdicts
+
+
+def render_ingredients(verdicts: Sequence[IngredientVerdict], datasets: Sequence[str], finished: int,
+                       total: int) -> str:
+    lines = [f"{finished} of {total} ablation runs finished.", "",
+             "| ingredient | with → without | " + " | ".join(datasets) + " | average change | verdict |",
+             "|" + "---|" * (len(datasets) + 4)]
+    for v in verdicts:
+        verdict = "not yet" if v.keep is None else ("**keep**" if v.keep else "drop")
+        lines.append(f"| {v.setting} | {v.kept} → {v.removed} | "
+                     + " | ".join(f"{v.with_it[d]:.4f} → {v.without[d]:.4f}" for d in datasets)
+                     + f" | {v.change:+.4f} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def ingredient_summary(runs: Sequence[dict], suite, table: str, base_table: str,
+                       choices: Sequence[Choice]) -> tuple[str, list[IngredientVerdict]]:
+    """The rendered rule-2 verdict of ``table``. It must ablate the recipe ``base_table`` chose for
+    teams with source masks, once that choice is made."""
+    pairs = ablations(suite, table, base_table)
+    bases = {base for base, *_ in pairs.values()}
+    chosen = choices[0].chosen if choices else None
+    if chosen is not None and bases != {chosen}:
+        raise ValueError(f"table {table} ablates {', '.join(sorted(bases))}, but table {base_table} chose {chosen}: "
+                         f"add a table that removes each ingredient from {chosen}")
+    specs = suite.runs((table,))
+    datasets = sorted({spec.dataset for spec in specs})
+    mine = [r for r in runs if r.get("variant") in pairs]
+    verdicts = ingredient_verdicts(runs, suite, table, base_table)
+    return render_ingredients(verdicts, datasets, len(mine), len(specs)), verdicts
+
+
 #: Which choice serves which situation of xssr.pipeline.recipe_choice.
 _SITUATION_OF = {"teams with source masks": "source_masks",
                  "teams with only a source model (--source-weights)": "source_model",
@@ -143,25 +252,33 @@ _SITUATION_OF = {"teams with source masks": "source_masks",
 INGREDIENTS = ("augment", "loss", "lr_schedule", "tta")
 
 
-def write_default_choices(choices: Sequence[Choice], suite, table: str, verdict: str, path=None):
+def write_default_choices(choices: Sequence[Choice], suite, table: str, verdict: str, path=None,
+                          ingredients: Sequence[IngredientVerdict] | None = None):
     """Write the choices as ``xssr/train/recipes/default.json`` (what ``--recipe auto`` reads): per
-    situation the chosen variant's recipe and the ingredients its runs trained with. Refused while
-    any choice has no verdict. Returns the path."""
+    situation the chosen variant's recipe and the ingredients its runs trained with, less those
+    rule 2 dropped (``ingredients``; it is measured on one recipe and applied to all three).
+    Refused while any choice or ingredient has no verdict. Returns the path."""
     from pathlib import Path
 
     import xssr.train.recipes as recipes
     from xssr.report.io import write_json
 
-    pending = [c.who for c in choices if c.chosen is None]
+    pending = [c.who for c in choices if c.chosen is None] + [v.setting for v in ingredients or () if v.keep is None]
     if pending:
         raise ValueError(f"No default written: no verdict yet for {', '.join(pending)}.")
     trained_with = {spec.variant: spec.config.train for spec in suite.runs((table,))}
+    dropped = {v.setting: v.removed for v in ingredients or () if not v.keep}
+
+    def settings(variant: str) -> dict[str, Any]:
+        return {f"train.{k}": dropped.get(f"train.{k}", getattr(trained_with[variant], k)) for k in INGREDIENTS}
+
     path = Path(path) if path is not None else Path(recipes.__file__).parent / "default.json"
     return write_json(path, {
         "suite": suite.name,
         "recipes": {_SITUATION_OF[c.who]: trained_with[c.chosen].recipe for c in choices},
-        "settings": {_SITUATION_OF[c.who]: {f"train.{k}": getattr(trained_with[c.chosen], k) for k in INGREDIENTS}
-                     for c in choices},
+        "settings": {_SITUATION_OF[c.who]: settings(c.chosen) for c in choices},
+        "ingredients": {v.setting: {"kept": v.keep, "in_recipe": v.kept, "removed": v.removed,
+                                    "average_change_without": round(v.change, 4)} for v in ingredients or ()},
         "reasons": {_SITUATION_OF[c.who]: f"{c.chosen}: {c.reason}" for c in choices},
         "written_by": f"xssr bench choose {suite.name} --table {table} --write-default",
         "verdict": verdict})
