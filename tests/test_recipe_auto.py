@@ -127,6 +127,8 @@ def test_rule_two_keeps_an_ingredient_only_if_removing_it_lowers_validation_dice
     suite = load_suite(Path(__file__).parents[1] / "benchmarks" / "suites" / "recipes-val.toml")
     changes = {"fine-tune-no-augment": -0.02, "fine-tune-bce": +0.01, "fine-tune-constant-lr": 0.0,
                "fine-tune-no-tta": -0.001, "fine-tune-all-components": -0.03}
+    nothing = ingredient_verdicts(_validation_runs({}), suite)  # no ablation run yet: each listed, none decided
+    assert len(nothing) == 5 and all(v.keep is None and not v.with_it for v in nothing)
     runs = _validation_runs(changes, missing=(("fine-tune-all-components", "fundus-val", 2),))
     verdicts = {v.setting: v for v in ingredient_verdicts(runs, suite)}
     assert {s: v.keep for s, v in verdicts.items()} == {

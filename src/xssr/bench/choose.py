@@ -201,7 +201,8 @@ def ingredient_verdicts(runs: Sequence[dict], suite, table: str = "B",
     verdicts = []
     for variant, (base, setting, kept, removed) in sorted(ablations(suite, table, base_table).items()):
         paired = {d: sorted(set(dice[base, d]) & set(dice[variant, d])) for d in datasets}
-        if not all(paired.values()):
+        if not all(paired.values()):  # listed, so that a default is not written without it
+            verdicts.append(IngredientVerdict(setting, kept, removed, base, variant, {}, {}, float("nan"), None))
             continue
         with_it = {d: mean(dice[base, d][s] for s in paired[d]) for d in datasets}
         without = {d: mean(dice[variant, d][s] for s in paired[d]) for d in datasets}
@@ -219,6 +220,9 @@ def render_ingredients(verdicts: Sequence[IngredientVerdict], datasets: Sequence
              "|" + "---|" * (len(datasets) + 4)]
     for v in verdicts:
         verdict = "not yet" if v.keep is None else ("**keep**" if v.keep else "drop")
+        if not v.with_it:
+            lines.append(f"| {v.setting} | {v.kept} → {v.removed} | " + "– | " * (len(datasets) + 1) + f"{verdict} |")
+            continue
         lines.append(f"| {v.setting} | {v.kept} → {v.removed} | "
                      + " | ".join(f"{v.with_it[d]:.4f} → {v.without[d]:.4f}" for d in datasets)
                      + f" | {v.change:+.4f} | {verdict} |")
