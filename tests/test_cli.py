@@ -39,7 +39,9 @@ def test_run_writes_every_output_and_reuses_finished_stages(tiny_data, tmp_path)
         assert method in result.output
     n_pool = 20
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"xssr", "coreset", "random", "full"}
+    # The default recipe fine-tunes a source U-Net (the tiny set has source masks): it is measured alone too.
+    assert set(metrics) == {"xssr", "coreset", "random", "full", "source-only"}
+    assert metrics["xssr"]["recipe"] == "fine-tune" and metrics["source-only"]["n_train"] == 0
     assert metrics["full"]["n_train"] == n_pool and metrics["xssr"]["n_train"] == 4
     for m in metrics.values():
         assert 0.0 <= m["dice"]["overall"]["mean"] <= 1.0 and m["dice"]["overall"]["n"] == 6

@@ -16,7 +16,7 @@ from xssr.pipeline import recipe_choice
 
 CHOICES = {"suite": "recipes-val", "recipes": {"source_masks": "fine-tune", "source_model": "mean-teacher",
                                                "none": "mean-teacher-scratch"},
-           "settings": {"source_masks": {"train.augment": "standard", "train.loss": "dice-bce"}}}
+           "settings": {"source_masks": {"train.augment": "flip", "train.loss": "bce"}}}
 TINY = ["--image-size", "32", "--device", "cpu", "--set", "train.steps=3", "--set", "train.channels=4,8",
         "--set", "train.num_res_units=0", "--no-progress", "--methods", "random", "--budget", "3"]
 
@@ -38,9 +38,9 @@ def test_auto_reads_what_the_team_has(data, tmp_path, monkeypatch):
     folder, settings = data
     monkeypatch.setattr(recipe_choice, "default_choices", lambda: CHOICES)
     chosen = recipe_choice.resolve_recipe(_config(settings)).train
-    assert (chosen.recipe, chosen.augment, chosen.loss) == ("fine-tune", "standard", "dice-bce")
+    assert (chosen.recipe, chosen.augment, chosen.loss) == ("fine-tune", "flip", "bce")
     # an ingredient the user moved from its default stays as the user set it
-    assert recipe_choice.resolve_recipe(_config({**settings, "train.augment": "flip"})).train.augment == "flip"
+    assert recipe_choice.resolve_recipe(_config({**settings, "train.augment": "none"})).train.augment == "none"
     weights = tmp_path / "mine.pt"
     torch.save(build_unet(1, (4, 8), 0).state_dict(), weights)
     with_model = _config({**settings, "train.source_weights": str(weights)})
@@ -61,7 +61,7 @@ def test_a_run_with_auto_records_and_says_the_recipe_it_used(data, tmp_path, mon
     out = tmp_path / "run"
     result = _run_auto(settings, out)
     assert result.exit_code == 0, result.output
-    assert "recipe auto -> fine-tune, augment=standard, loss=dice-bce: all 4 source images have masks" in result.output
+    assert "recipe auto -> fine-tune, augment=flip, loss=bce: all 4 source images have masks" in result.output
     assert json.loads((out / "config.json").read_text())["train"]["recipe"] == "fine-tune"
     assert json.loads((out / "metrics.json").read_text())["random"]["recipe"] == "fine-tune"
 
@@ -101,7 +101,11 @@ def test_a_suite_cannot_use_auto(tmp_path):
     path.write_text('name = "s"\nseeds = [0]\n[[datasets]]\nname = "d"\nsource = "a"\npool = "b"\ntest = "c"\n'
                     '[[experiments]]\ntable = "T"\nvariant = "v"\nmethods = ["random"]\n'
                     'overrides = { "train.recipe" = "auto" }\n')
-    with pytest.raises(ValueError, match="'auto' would change with the chosen default"):
+    with pytest.raises(ValueError, match="train.recipe is 'auto', which changes with the validation verdict"):
+        load_suite(path)
+    # Not naming one at all means the default, auto: the error says how to name it.
+    path.write_text(path.read_text().replace('\noverrides = { "train.recipe" = "auto" }', ""))
+    with pytest.raises(ValueError, match='is not set.*"train.recipe" = "fine-tune" under \\[protocol\\]'):
         load_suite(path)
 
 
@@ -170,8 +174,8 @@ def test_an_ablation_must_differ_from_a_compared_recipe_in_one_setting(tmp_path)
                     '[[experiments]]\ntable = "A"\nvariant = "fine-tune"\nmethods = ["random"]\n'
                     'overrides = { "train.recipe" = "fine-tune" }\n'
                     '[[experiments]]\ntable = "B"\nvariant = "two-at-once"\nmethods = ["random"]\n'
-                    'overrides = { "train.recipe" = "fine-tune", "train.tta" = true, "train.loss" = "dice-bce" }\n')
+                    'overrides = { "train.recipe" = "fine-tune", "train.tta" = false, "train.loss" = "bce" }\n')
     with pytest.raises(ValueError, match="'two-at-once': it must differ from one variant of table A in exactly one"):
         ablations(load_suite(path), "B", "A")
-    path.write_text(path.read_text().replace(', "train.loss" = "dice-bce"', ""))
-    assert ablations(load_suite(path), "B", "A") == {"two-at-once": ("fine-tune", "train.tta", False, True)}
+    path.write_text(path.read_text().replace(', "train.loss" = "bce"', ""))
+    assert ablations(load_suite(path), "B", "A") == {"two-at-once": ("fine-tune", "train.tta", True, False)}

@@ -121,7 +121,7 @@ def test_prediction_settings_reuse_the_trained_model_in_a_store(data, tmp_path):
     base = apply_overrides(RunConfig(), {
         "data.source": args[1], "data.pool": args[3], "data.test": args[5], "data.image_size": 32, "device": "cpu",
         "train.steps": 4, "train.channels": "4,8", "train.num_res_units": 0, "train.precision": "fp32",
-        "select.methods": "random", "select.budget": 3})
+        "train.tta": False, "select.methods": "random", "select.budget": 3})
     assert manifest.endswith("manifest.csv")
     inputs = Inputs(base)
     inputs.check(["source", "pool", "test"], masks=["pool", "test"])

@@ -12,6 +12,7 @@ from xssr.data import make_synthetic_dataset
 
 TINY_PROTOCOL = """
 [protocol]
+"train.recipe" = "supervised"
 "data.image_size" = 32
 "pretrain.epochs" = 1
 "pretrain.widths" = [4, 8, 8, 16]
@@ -159,11 +160,11 @@ def test_cli_records_the_command_whatever_the_global_flags(tmp_path):
 
 def test_bad_suite_is_named(tmp_path):
     path = tmp_path / "bad.toml"
-    path.write_text('name = "x"\nseeds = [0]\n[[datasets]]\nname = "a"\nsource = "s"\npool = "p"\ntest = "t"\n'
-                    '[[experiments]]\ntable = "T2"\nmethods = ["magic"]\n')
+    path.write_text('name = "x"\nseeds = [0]\n[protocol]\n"train.recipe" = "supervised"\n[[datasets]]\nname = "a"\n'
+                    'source = "s"\npool = "p"\ntest = "t"\n[[experiments]]\ntable = "T2"\nmethods = ["magic"]\n')
     with pytest.raises(ValueError, match=r"bad.toml.*magic"):
         load_suite(path)
-    path.write_text('name = "x"\nseeds = [0]\n[protocol]\n"train.bogus" = 1\n[[datasets]]\nname = "a"\n'
+    path.write_text('name = "x"\nseeds = [0]\n[protocol]\n"train.recipe" = "supervised"\n"train.bogus" = 1\n[[datasets]]\nname = "a"\n'
                     'source = "s"\npool = "p"\ntest = "t"\n[[experiments]]\ntable = "T2"\nmethods = ["random"]\n')
     with pytest.raises(ValueError, match="train.bogus"):
         load_suite(path)

@@ -10,6 +10,8 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "site_novelty.py"
 SUITE = """name = "tiny"
 seeds = [0]
+[protocol]
+"train.recipe" = "supervised"
 [[datasets]]
 name = "d"
 source = "src"

@@ -46,7 +46,7 @@ def test_report_renders_its_sections_without_console_errors(tiny_run, tmp_path):
     dom = done.stdout
     for key, heading in SECTIONS:
         assert re.search(rf'<section id="{key}"><h2>{re.escape(heading)}</h2>', dom), key
-    assert dom.count("<svg") == 5 and dom.count('class="card shot"') == 18
+    assert dom.count("<svg") == 5 and dom.count('class="card shot"') == 24
     assert "<script" not in dom  # the pool's file and site names stayed text in the browser too
 
 

@@ -62,9 +62,10 @@ def test_run_writes_a_report_with_every_section(tiny_run):
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     for method, m in metrics.items():
         assert f"{m['dice']['overall']['mean']:.4f}" in page, method
-    # 3 best and 3 worst of the 6 test images, per method, as overlays
+    # 3 best and 3 worst of the 6 test images, per evaluated model (3 methods, and the source
+    # model alone, which the default recipe fine-tunes), as overlays
     shots = [a for t, a in parsed.tags if t == "div" and a.get("class") == "card shot"]
-    assert len(shots) == 3 * 6
+    assert "source-only" in metrics and len(shots) == 4 * 6
     assert text.count("best") >= 9 and text.count("worst") >= 9
 
 
@@ -88,7 +89,7 @@ def test_every_embedded_picture_decodes(tiny_run):
     from PIL import Image
 
     sources = [a["src"] for t, a in _Elements(_page(tiny_run)).tags if t == "img"]
-    assert len(sources) == 8 + 18
+    assert len(sources) == 8 + 24
     for src in sources:
         kind, data = re.fullmatch(r"data:image/(png|jpeg);base64,([A-Za-z0-9+/=]+)", src).groups()
         with Image.open(io.BytesIO(base64.b64decode(data))) as picture:
@@ -179,7 +180,7 @@ def test_missing_pictures_and_old_evaluations_are_explained(tiny_run, tmp_path):
         shutil.copy(moved, picked)
     assert "not readable" in page
     assert "No examples.npz" in page
-    assert page.count('class="card shot"') == 2 * 6  # the other methods still show theirs
+    assert page.count('class="card shot"') == 3 * 6  # the other models still show theirs
 
 
 def test_t_sne_is_left_out_above_the_limit_and_the_page_says_so(tiny_run):

@@ -115,8 +115,10 @@ class Suite:
                      "select.methods": [method], "select.budget": budget, "seed": seed}
         config = apply_overrides(RunConfig(), overrides, where=f"suite {self.name!r} setting")
         if config.train.recipe == "auto":
-            raise ValueError(f"dataset {dataset!r}, experiment {exp.table!r}: train.recipe 'auto' would change with "
-                             "the chosen default while the run keys stay; name the recipe")
+            said = "is 'auto'" if "train.recipe" in overrides else "is not set, so it would be the default 'auto'"
+            raise ValueError(f"dataset {dataset!r}, experiment {exp.table!r}: train.recipe {said}, which changes "
+                             "with the validation verdict while run keys stay; name the recipe, e.g. "
+                             '"train.recipe" = "fine-tune" under [protocol] (docs/recipes.md)')
         return RunSpec(self.name, dataset, method, float(budget), exp.variant, seed, config)
 
 

@@ -67,7 +67,9 @@ class Pipeline(ModelStages):
 
     def __init__(self, config: RunConfig, out: str | Path, inputs: Inputs, *, store: str | Path | None = None,
                  progress: bool = False):
-        self.config = config
+        from xssr.pipeline.recipe_choice import resolve_recipe
+
+        self.config = config = resolve_recipe(config)  # "auto" -> the recipe chosen for these inputs
         self.out = Path(out)
         self.inputs = inputs
         self.store = Path(store) if store is not None else None
