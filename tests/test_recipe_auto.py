@@ -179,3 +179,20 @@ def test_an_ablation_must_differ_from_a_compared_recipe_in_one_setting(tmp_path)
         ablations(load_suite(path), "B", "A")
     path.write_text(path.read_text().replace(', "train.loss" = "bce"', ""))
     assert ablations(load_suite(path), "B", "A") == {"two-at-once": ("fine-tune", "train.tta", True, False)}
+
+
+def test_the_training_defaults_are_the_committed_validation_verdict():
+    """TrainConfig's ingredient defaults are what default.json (written by `xssr bench choose
+    recipes-val --write-default`) chose, so a run that names its recipe trains as auto would."""
+    import dataclasses
+
+    from xssr.config import TrainConfig
+    from xssr.train.recipes import recipe_names
+
+    choices = recipe_choice.default_choices()
+    assert choices is not None and set(choices["recipes"]) == set(recipe_choice.SITUATIONS)
+    assert set(choices["recipes"].values()) <= set(recipe_names())
+    defaults = dataclasses.asdict(TrainConfig())
+    assert defaults["recipe"] == recipe_choice.AUTO
+    for situation in recipe_choice.SITUATIONS:
+        assert {k: defaults[k.split(".", 1)[1]] for k in choices["settings"][situation]} == choices["settings"][situation]
