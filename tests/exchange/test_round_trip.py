@@ -166,20 +166,71 @@ def test_a_second_round_never_repicks_and_continues_the_first(study, tmp_path):
     assert result.exit_code == 2 and "not labeled yet" in result.output and not (tmp_path / "run3").exists()
 
 
-def test_slices_of_volumes_are_refused_by_the_2d_tools_and_go_to_nnunet(tmp_path):
+def _volume_pool(folder, n, depth=4):
+    """n small NIfTI volumes, each with a different box mask per slice (a swapped slice would show)."""
     import nibabel as nib
 
-    pool = tmp_path / "volumes"
-    (pool / "images").mkdir(parents=True)
-    for i in range(2):
-        nib.save(nib.Nifti1Image(np.random.default_rng(i).normal(size=(16, 16, 3)).astype(np.float32), np.eye(4)),
-                 pool / "images" / f"case{i}.nii.gz")
+    (folder / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    truth = {}
+    for i in range(n):
+        mask = np.zeros((16, 12, depth), np.uint8)  # not square: a transposed slice would show too
+        for z in range(depth):
+            mask[3 + i:9 + i, 1 + 2 * z:5 + 2 * z, z] = 1
+        truth[f"case{i}"] = mask
+        nib.save(nib.Nifti1Image((rng.normal(size=mask.shape) * 100 + 400.0 * mask).astype(np.float32), np.eye(4)),
+                 folder / "images" / f"case{i}.nii.gz")
+    return truth
+
+
+@pytest.mark.parametrize("tool", ["label-studio", "cvat"])
+def test_volume_slices_go_to_the_2d_tools_as_pngs_and_come_back_as_mask_volumes(tmp_path, tool):
+    from xssr.data import load_records, read_mask
+    from xssr.exchange.cvat import export_cvat_masks
+    from xssr.exchange.label_studio import encode_brush_rle
+
+    truth = _volume_pool(tmp_path / "volumes", 2)
     run = tmp_path / "run"
-    assert _invoke("select", "--pool", pool, *TINY, "--out", run).exit_code == 0
-    for tool in ("label-studio", "cvat"):
-        result = _invoke("export", run, "--method", "random", "--to", tool, "--out", tmp_path / f"{tool}.json")
-        assert result.exit_code == 2 and "slices of volumes" in result.output and "--to nnunet" in result.output
-        assert not list(tmp_path.glob(f"{tool}*"))
+    args = ["--image-size", "16", "--device", "cpu", "--set", "train.channels=4,8", "--no-progress",
+            "--methods", "random", "--budget", "3"]
+    assert _invoke("select", "--pool", tmp_path / "volumes", *args, "--out", run).exit_code == 0
+    picked = {f"case{r['image'].split('case')[-1].split('.')[0]}_s{r['slice_index']}": r["key"]
+              for r in read_csv(run / "select" / "random" / "selection.csv")}
+    out = tmp_path / ("tasks.json" if tool == "label-studio" else "cvat.txt")
+    result = _invoke("export", run, "--method", "random", "--to", tool, "--out", out)
+    assert result.exit_code == 0, result.output
+    pngs = sorted((out.with_suffix(".slices")).glob("*.png"))
+    assert sorted(p.stem for p in pngs) == sorted(picked)
+    for png in pngs:  # each the slice as xssr reads it, windowed to 8 bits: the box is the bright part
+        case, index = png.stem.rsplit("_s", 1)
+        shown = np.asarray(Image.open(png))
+        assert shown.shape == (16, 12) and shown.dtype == np.uint8
+        box = truth[case][:, :, int(index)] > 0
+        assert shown[box].mean() > shown[~box].mean() + 100
+
+    # The annotators draw the true masks on the PNGs; the tool exports them.
+    drawn = {png.stem: truth[png.stem.rsplit("_s", 1)[0]][:, :, int(png.stem.rsplit("_s", 1)[1])] > 0 for png in pngs}
+    if tool == "label-studio":
+        tasks = json.loads(out.read_text())
+        assert sorted(Path(t["data"]["image"]).stem for t in tasks) == sorted(picked)
+        exported = [{"id": i + 1, "data": t["data"], "annotations": [{"id": 10 + i, "was_cancelled": False, "result": [
+            {"from_name": "tag", "to_name": "image", "type": "brushlabels",
+             "original_width": 12, "original_height": 16,
+             "value": {"format": "rle", "rle": encode_brush_rle(drawn[Path(t["data"]["image"]).stem]),
+                       "brushlabels": ["foreground"]}}]}]} for i, t in enumerate(tasks)]
+        export = tmp_path / "export.json"
+        export.write_text(json.dumps(exported))
+    else:
+        assert [Path(line).stem for line in out.read_text().split()] == list(picked)  # rank order
+        export = export_cvat_masks([(f"{stem}.png", mask) for stem, mask in drawn.items()], tmp_path / "export.zip")
+    result = _invoke("import", run, "--method", "random", "--from", tool, export, "--out", tmp_path / "round1")
+    assert result.exit_code == 0, result.output
+    records = load_records(f"{tmp_path / 'round1' / 'manifest.csv'}#paths=any")
+    annotated = {f"{r.image.name.split('.')[0]}_s{r.slice_index}": r for r in records if r.mask is not None}
+    assert sorted(annotated) == sorted(picked)
+    for r in annotated.values():
+        case = r.image.name.split(".")[0]
+        np.testing.assert_array_equal(read_mask(r.mask, r.slice_index) > 0, truth[case][:, :, r.slice_index] > 0)
 
 
 def test_a_volume_round_goes_out_to_nnunet_and_comes_back_from_a_slicer_style_mask_volume(tmp_path):
@@ -248,3 +299,13 @@ def test_a_2d_mask_for_several_selected_slices_of_one_volume_is_refused(tmp_path
     result = _invoke("import", run, "--method", "random", "--from", "folder", drawn, "--out", tmp_path / "round1")
     assert result.exit_code == 2 and "2 slices of this volume were selected" in result.output
     assert not (tmp_path / "round1").exists()
+
+
+def test_two_volumes_that_would_export_to_one_png_name_are_refused_before_writing(tmp_path):
+    from xssr.data import ImageRecord
+    from xssr.exchange.rounds import write_slice_images
+
+    same = [ImageRecord(image=tmp_path / side / "case0.nii.gz", mask=None, slice_index=2) for side in ("a", "b")]
+    with pytest.raises(ValueError, match=r"would both be exported as case0_s2\.png; give the volumes distinct"):
+        write_slice_images(same, tmp_path / "out.slices")
+    assert not (tmp_path / "out.slices").exists()

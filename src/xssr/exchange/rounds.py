@@ -45,13 +45,43 @@ def run_selection(run: str | Path, method: str) -> tuple[RunConfig, list[ImageRe
     return config, pool, [by_key[row["key"]] for row in rows]
 
 
-def _refuse_slices(selected: list[ImageRecord], tool: str) -> None:
-    """Label Studio and CVAT show 2-D image files; a task pointing at a volume would open empty."""
-    sliced = [r.label for r in selected if r.slice_index is not None]
-    if sliced:
-        raise ValueError(f"{sliced[0]}: {len(sliced)} selected image(s) are slices of volumes, which a {tool} image "
-                         "task cannot show; export them with --to nnunet, or annotate the volumes in a 3-D tool "
-                         "(3D Slicer) and list their masks in a manifest")
+def export_stem(record: ImageRecord) -> str:
+    """The name, without extension, a selected image has in a 2-D tool: its file's, or for a volume
+    slice that of the PNG it is exported as (``case7_s12`` for slice 12 of ``case7.nii.gz``)."""
+    from xssr.data.readers import file_stem
+
+    return file_stem(record.image) + (f"_s{record.slice_index}" if record.slice_index is not None else "")
+
+
+def write_slice_images(selected: list[ImageRecord], folder: Path) -> dict[str, Path]:
+    """Label Studio and CVAT show 2-D image files, not volumes: each selected volume slice is written
+    to ``folder`` as an 8-bit PNG, windowed to its own 0.5-99.5 intensity percentiles (CT in HU and
+    MR alike), in the orientation xssr reads it, so the masks drawn on it come back in that shape.
+    ``{record key: PNG path}``; empty when nothing selected is a slice."""
+    import io
+
+    from PIL import Image
+
+    from xssr.data.readers import read_image
+    from xssr.report.io import write_bytes
+
+    slices = [r for r in selected if r.slice_index is not None]
+    names: dict[str, ImageRecord] = {}
+    for record in slices:
+        other = names.setdefault(export_stem(record), record)
+        if other is not record:
+            raise ValueError(f"{record.label} and {other.label} would both be exported as {export_stem(record)}.png; "
+                             "give the volumes distinct file names")
+    files = {}
+    for record in slices:
+        image = np.asarray(read_image(record.image, record.slice_index), dtype=np.float64)
+        image = image[..., 0] if image.ndim == 3 else image
+        low, high = np.percentile(image, [0.5, 99.5])
+        scaled = np.clip((image - low) / (high - low), 0, 1) if high > low else np.zeros_like(image)
+        buffer = io.BytesIO()
+        Image.fromarray(np.round(scaled * 255).astype(np.uint8)).save(buffer, format="PNG")
+        files[record.key] = write_bytes(folder / f"{export_stem(record)}.png", buffer.getvalue())
+    return files
 
 
 def predicted_masks(records: list[ImageRecord], checkpoint: str | Path, config: RunConfig) -> dict[str, np.ndarray]:
@@ -90,7 +120,8 @@ def export_label_studio(run: str | Path, method: str, out: str | Path, *, image_
 
     Each task's image is ``image_url_prefix + path`` (Label Studio's local-files storage, for
     one, serves ``/data/local-files/?d=<path relative to its document root>``: give that prefix and
-    paths are made relative to ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` when it is set).
+    paths are made relative to ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` when it is set). Selected
+    volume slices are written as PNGs to ``<out minus suffix>.slices/`` and the tasks show those.
     """
     import os
 
@@ -99,8 +130,8 @@ def export_label_studio(run: str | Path, method: str, out: str | Path, *, image_
 
     out = Path(out)
     config, _, selected = run_selection(run, method)
-    _refuse_slices(selected, "Label Studio")
     predictions = predicted_masks(selected, model, config) if model else None
+    slice_files = write_slice_images(selected, out.with_suffix(".slices"))
     root = os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
 
     def image_url(path: str) -> str:
@@ -108,7 +139,7 @@ def export_label_studio(run: str | Path, method: str, out: str | Path, *, image_
             path = str(Path(path).relative_to(root))
         return image_url_prefix + path
 
-    rows = selection_rows(selected)
+    rows = [{**row, "image": str(slice_files.get(row["key"], row["image"]))} for row in selection_rows(selected)]
     if predictions is not None:
         predictions = {k: v.astype(np.uint8) for k, v in predictions.items()}
     tasks = tasks_for_selection(rows, image_url, predictions=predictions, label=label)
@@ -121,17 +152,19 @@ def export_cvat(run: str | Path, method: str, out: str | Path, *, model: str | P
                 label: str = "foreground") -> Path:
     """For a CVAT task of the selected images: ``out`` lists their paths (make the task from these
     files, in this order), and with ``model`` ``<out>.masks.zip`` holds its predicted masks as a
-    "Segmentation mask 1.1" archive to upload as the task's annotations (pre-annotations)."""
+    "Segmentation mask 1.1" archive to upload as the task's annotations (pre-annotations). Selected
+    volume slices are listed as the PNGs written to ``<out minus suffix>.slices/``."""
     from xssr.exchange.cvat import cvat_task_manifest, export_cvat_masks
 
     out = Path(out)
     config, _, selected = run_selection(run, method)
-    _refuse_slices(selected, "CVAT")
-    path = cvat_task_manifest([r.image for r in selected], out)
-    if model:
-        predictions = predicted_masks(selected, model, config)
-        export_cvat_masks([(r.image.name, predictions[r.key]) for r in selected], out.with_suffix(".masks.zip"),
-                          label=label)
+    predictions = predicted_masks(selected, model, config) if model else None
+    slice_files = write_slice_images(selected, out.with_suffix(".slices"))
+    images = [slice_files.get(r.key, r.image) for r in selected]
+    path = cvat_task_manifest(images, out)
+    if predictions is not None:
+        export_cvat_masks([(image.name, predictions[r.key]) for r, image in zip(selected, images)],
+                          out.with_suffix(".masks.zip"), label=label)
     return path
 
 
@@ -160,7 +193,7 @@ def import_round(run: str | Path, method: str, source: str, path: str | Path, ou
     elif source == "cvat":
         from xssr.exchange.cvat import read_cvat_masks
 
-        by_stem = {r.image.stem: r for r in selected}
+        by_stem = {export_stem(r): r for r in selected}
         found = {}
         for item, mask in read_cvat_masks(path, label=label).items():
             record = by_stem.get(Path(item).name)
