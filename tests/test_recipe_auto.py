@@ -86,6 +86,7 @@ def test_the_default_file_is_written_only_from_a_full_verdict(tmp_path):
     path = write_default_choices(done, suite, "A", "verdict text", tmp_path / "default.json")
     written = json.loads(path.read_text())
     assert written["recipes"] == {"source_masks": "fine-tune", "source_model": "fine-tune", "none": "supervised"}
+    assert written["rule_2_applied"] is False and written["ingredients"] == {}
     assert written["settings"]["none"] == {"train.augment": "standard", "train.loss": "dice-bce",
                                            "train.lr_schedule": "cosine", "train.tta": True}
     pending = done[:2] + [Choice("teams with neither", ("supervised",), None, None, "not yet: supervised")]
@@ -157,7 +158,7 @@ def test_rule_two_keeps_an_ingredient_only_if_removing_it_lowers_validation_dice
                                                ingredients=listed).read_text())
     assert written["settings"]["none"] == {"train.augment": "standard", "train.loss": "bce",
                                            "train.lr_schedule": "constant", "train.tta": True}
-    assert written["ingredients"]["train.keep_components"]["kept"] is True
+    assert written["ingredients"]["train.keep_components"]["kept"] is True and written["rule_2_applied"] is True
 
     # Table B ablates fine-tune: a verdict for another recipe needs its own ablations.
     other = [Choice("teams with source masks", ("joint",), "joint", "joint", "best")] + choices[1:]

@@ -515,7 +515,8 @@ def bench_choose(suite, results, table, ingredients, docs, write_default) -> Non
         update_docs(docs, f"choice-{loaded.name}", text, command=command)
     click.echo(text)
     if write_default:
-        written = write_default_choices(choices, loaded, table, text, ingredients=verdicts)
+        written = write_default_choices(choices, loaded, table, text, ingredients=verdicts,
+                                        ingredients_table=ingredients)
         click.echo(f"--recipe auto now reads: {written}")
 
 

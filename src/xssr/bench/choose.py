@@ -257,7 +257,7 @@ INGREDIENTS = ("augment", "loss", "lr_schedule", "tta")
 
 
 def write_default_choices(choices: Sequence[Choice], suite, table: str, verdict: str, path=None,
-                          ingredients: Sequence[IngredientVerdict] | None = None):
+                          ingredients: Sequence[IngredientVerdict] | None = None, ingredients_table: str = ""):
     """Write the choices as ``xssr/train/recipes/default.json`` (what ``--recipe auto`` reads): per
     situation the chosen variant's recipe and the ingredients its runs trained with, less those
     rule 2 dropped (``ingredients``; it is measured on one recipe and applied to all three).
@@ -284,5 +284,8 @@ def write_default_choices(choices: Sequence[Choice], suite, table: str, verdict:
         "ingredients": {v.setting: {"kept": v.keep, "in_recipe": v.kept, "removed": v.removed,
                                     "average_change_without": round(v.change, 4)} for v in ingredients or ()},
         "reasons": {_SITUATION_OF[c.who]: f"{c.chosen}: {c.reason}" for c in choices},
-        "written_by": f"xssr bench choose {suite.name} --table {table} --write-default",
+        "written_by": (f"xssr bench choose {suite.name} --table {table}"
+                       + (f" --ingredients {ingredients_table}" if ingredients_table else "") + " --write-default"),
+        # False while rule 2 has not been applied: the settings are then those table A's runs trained with.
+        "rule_2_applied": ingredients is not None,
         "verdict": verdict})
