@@ -189,17 +189,20 @@ def ablations(suite, table: str, base_table: str) -> dict[str, tuple[str, str, A
     return pairs
 
 
-def ingredient_verdicts(runs: Sequence[dict], suite, table: str = "B",
-                        base_table: str = "A") -> list[IngredientVerdict]:
+def ingredient_verdicts(runs: Sequence[dict], suite, table: str = "B", base_table: str = "A",
+                        pairs: dict[str, tuple[str, str, Any, Any]] | None = None) -> list[IngredientVerdict]:
     """Rule 2: an ingredient stays if removing it lowers the validation Dice averaged over the
-    datasets (each the mean over the suite's seeds); a tie or a gain drops it (simpler wins)."""
+    datasets (each the mean over the suite's seeds); a tie or a gain drops it (simpler wins).
+    ``pairs`` is ``ablations(suite, table, base_table)`` where the caller has it already."""
+    if pairs is None:
+        pairs = ablations(suite, table, base_table)
     datasets = sorted({spec.dataset for spec in suite.runs((table,))})
     dice: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for run in runs:
         if run.get("seed") in suite.seeds:
             dice[run.get("variant"), run.get("dataset")][run["seed"]] = run["dice"]["overall"]["mean"]
     verdicts = []
-    for variant, (base, setting, kept, removed) in sorted(ablations(suite, table, base_table).items()):
+    for variant, (base, setting, kept, removed) in sorted(pairs.items()):
         paired = {d: sorted(set(dice[base, d]) & set(dice[variant, d])) for d in datasets}
         if not all(paired.values()):  # listed, so that a default is not written without it
             verdicts.append(IngredientVerdict(setting, kept, removed, base, variant, {}, {}, float("nan"), None))
@@ -242,7 +245,7 @@ def ingredient_summary(runs: Sequence[dict], suite, table: str, base_table: str,
     specs = suite.runs((table,))
     datasets = sorted({spec.dataset for spec in specs})
     mine = [r for r in runs if r.get("variant") in pairs]
-    verdicts = ingredient_verdicts(runs, suite, table, base_table)
+    verdicts = ingredient_verdicts(runs, suite, table, base_table, pairs)
     return render_ingredients(verdicts, datasets, len(mine), len(specs)), verdicts
 
 
