@@ -280,6 +280,9 @@ def test_medsass_embeds_and_initialises_the_unet(data, tmp_path):
     result = CliRunner().invoke(main, ["select", *base, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert np.load(out / "embed" / "pool.npy").shape == (12, 8)
+    # it learns from the unlabeled target too, whatever the MAE's pretrain.train_on says
+    manifest = json.loads((out / "pretrain" / "manifest.json").read_text())
+    assert manifest["outputs"]["n_images"] == 4 + 12
     ssl = torch.load(out / "pretrain" / "medsass.pt", weights_only=True)
     # E+D: with a frozen learning rate the trained U-Net is the pretrained one, whole
     frozen = ["--set", "train.lr=0", "--set", "train.weight_decay=0"]

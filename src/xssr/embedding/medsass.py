@@ -3,9 +3,10 @@
 Unlike the MAE, the pretrained network is the segmentation U-Net itself (``train.channels``,
 ``train.num_res_units``), so it serves twice: its pooled bottleneck is an embedding for every
 selection method, and its weights initialise the U-Net of the ``medsass`` recipes, encoder and
-decoder (E+D) or encoder only (E). It trains on the source images, or source and pool
-(``pretrain.train_on``), for ``pretrain.epochs`` passes with ``pretrain.batch_size``, ``lr`` and
-``weight_decay``; the pseudo-masks (``pretrain.pseudo_labels``: Otsu, or the paper's adaptive
+decoder (E+D) or encoder only (E). It always trains on the source and pool images together: the
+unlabeled target is what self-supervision can learn from, and ``pretrain.train_on`` stays the
+MAE's choice, so a medsass recipe does not change the MAE its selection reads. It trains for
+``pretrain.epochs`` passes with ``pretrain.batch_size``, ``lr`` and ``weight_decay``; the pseudo-masks (``pretrain.pseudo_labels``: Otsu, or the paper's adaptive
 mean / Gaussian ablations) and the loss (``pretrain.ssl_loss``: focal-Tversky, or the Tversky and
 focal ablations) are the paper's choices by default. Ours: the paper trains a ResNet-50 U-Net at
 224 px for 50 epochs; here it is xssr's MONAI U-Net at ``data.image_size``.
@@ -29,6 +30,7 @@ class MedSASSEmbedder:
     learns = True
     checkpoint = "medsass.pt"
     per_image = True  # a row depends on its image alone: torchrun may split the images
+    pretrain_groups = ("source", "pool")
 
     def __init__(self, pretrain: PretrainConfig, train: TrainConfig):
         self.pretrain, self.train = pretrain, train
@@ -38,7 +40,7 @@ class MedSASSEmbedder:
 
         keyed = fingerprint_settings(RunConfig(pretrain=self.pretrain, train=self.train))
         mae_only = ("mask_ratio", "patch_size", "widths", "loss_on")
-        return {"model": self.name, **{k: v for k, v in keyed["pretrain"].items() if k not in mae_only},
+        return {"model": self.name, **{k: v for k, v in keyed["pretrain"].items() if k not in mae_only + ("train_on",)},
                 "unet": {"channels": list(self.train.channels), "num_res_units": self.train.num_res_units}}
 
     def check(self, records) -> None:
