@@ -101,7 +101,7 @@ class TrainConfig:
     # what each one measured.
     augment: str = "standard"  # "none", "flip" (horizontal) or "standard" (flip, affine, intensity, noise, blur)
     loss: str = "dice-bce"  # "bce" (Eq. 10) or "dice-bce" (Dice + binary cross-entropy, MONAI DiceCELoss)
-    lr_schedule: str = "cosine"  # "constant" or "cosine" (annealed to 0 over the run)
+    lr_schedule: str = "constant"  # or "cosine" (annealed to 0 over the run); rule 2 dropped cosine
     tta: bool = True  # average the prediction with that of the horizontally flipped image
     # Keep only the N largest connected components of a prediction (0 = all). It depends on the
     # anatomy (2 lungs, 1 optic disc), so the presets set it, not this default.
