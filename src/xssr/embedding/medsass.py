@@ -7,8 +7,9 @@ decoder (E+D) or encoder only (E). It always trains on the source and pool image
 unlabeled target is what self-supervision can learn from, and ``pretrain.train_on`` stays the
 MAE's choice, so a medsass recipe does not change the MAE its selection reads. It trains for
 ``pretrain.epochs`` passes with ``pretrain.batch_size``, ``lr`` and ``weight_decay``; the
-pseudo-masks (``pretrain.pseudo_labels``: Otsu, or the paper's adaptive mean / Gaussian ablations) and the loss (``pretrain.ssl_loss``: focal-Tversky, or the Tversky and
-focal ablations) are the paper's choices by default. Ours: the paper trains a ResNet-50 U-Net at
+pseudo-masks (``pretrain.pseudo_labels``: Otsu, or the paper's adaptive mean / Gaussian ablations)
+and the loss (``pretrain.ssl_loss``: focal-Tversky, or the Tversky and focal ablations) are the
+paper's choices by default. Ours: the paper trains a ResNet-50 U-Net at
 224 px for 50 epochs; here it is xssr's MONAI U-Net at ``data.image_size``.
 """
 
