@@ -64,6 +64,7 @@ def write_slice_images(selected: list[ImageRecord], folder: Path) -> dict[str, P
 
     from xssr.data.readers import read_image
     from xssr.report.io import write_bytes
+    from xssr.report.pictures import display_uint8
 
     slices = [r for r in selected if r.slice_index is not None]
     names: dict[str, ImageRecord] = {}
@@ -74,12 +75,10 @@ def write_slice_images(selected: list[ImageRecord], folder: Path) -> dict[str, P
                              "give the volumes distinct file names")
     files = {}
     for record in slices:
-        image = np.asarray(read_image(record.image, record.slice_index), dtype=np.float64)
+        image = np.asarray(read_image(record.image, record.slice_index))
         image = image[..., 0] if image.ndim == 3 else image
-        low, high = np.percentile(image, [0.5, 99.5])
-        scaled = np.clip((image - low) / (high - low), 0, 1) if high > low else np.zeros_like(image)
         buffer = io.BytesIO()
-        Image.fromarray(np.round(scaled * 255).astype(np.uint8)).save(buffer, format="PNG")
+        Image.fromarray(display_uint8(image)).save(buffer, format="PNG")
         files[record.key] = write_bytes(folder / f"{export_stem(record)}.png", buffer.getvalue())
     return files
 
