@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -75,3 +77,35 @@ def test_fixed_steps_train_exactly_that_many_steps():
                                 lr=1e-2, weight_decay=0, seed=0, device=CPU, precision="fp32", min_steps=7,
                                 max_steps=7)
     assert history.steps == 7 and len(history.epoch_loss) == 3
+
+
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@pytest.mark.parametrize("every, expected", [(60.0, 0), (0.0, 2)])
+def test_a_stage_without_a_progress_bar_says_it_is_alive_at_most_once_a_minute(monkeypatch, every, expected):
+    from xssr.pipeline import models
+    from xssr.pipeline.stage import stage_log
+
+    monkeypatch.setattr(models, "HEARTBEAT_SECONDS", every)
+    handler = _Lines()
+    stage_log.addHandler(handler)
+    level = stage_log.level
+    stage_log.setLevel(logging.INFO)
+    try:
+        update = models.progress_bar(False, "pretrain mae", 3)
+        for epoch in (1, 2, 3):
+            update(epoch, 3, 0.25)
+    finally:
+        stage_log.removeHandler(handler)
+        stage_log.setLevel(level)
+    # the last epoch is the stage's own "done" line's business, never a heartbeat
+    assert len(handler.lines) == expected
+    if expected:
+        assert handler.lines[0].startswith("pretrain mae: epoch 1 of 3, loss 0.2500")

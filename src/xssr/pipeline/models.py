@@ -35,10 +35,19 @@ class StageResult:
         return self.folder / self.outputs[key]
 
 
+#: Without a progress bar (a log file, a batch job) a training stage says where it is this often.
+HEARTBEAT_SECONDS = 60.0
+
+
 def progress_bar(enabled: bool, desc: str, total: int):
+    """An epoch-progress callback: a tqdm bar when ``enabled``, else a stage-log line at most once a
+    minute, so that a long stage in a log file (the MAE takes about 14 minutes on a CPU) shows it is
+    alive; a stage shorter than a minute prints nothing."""
+    if not enabled:
+        return _heartbeat(desc)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+    bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
 
     def update(done: int, total_now: int, loss: float | None = None) -> None:
         bar.total = total_now
@@ -48,6 +57,25 @@ def progress_bar(enabled: bool, desc: str, total: int):
         bar.refresh()
         if done >= total_now:
             bar.close()
+
+    return update
+
+
+def _heartbeat(desc: str):
+    import time
+
+    from xssr.pipeline.stage import stage_log
+
+    start = last = time.monotonic()
+
+    def update(done: int, total_now: int, loss: float | None = None) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < HEARTBEAT_SECONDS or done >= total_now or not distributed.is_main():
+            return
+        last = now
+        loss_text = f", loss {loss:.4f}" if loss is not None else ""
+        stage_log.info("%s: epoch %d of %d%s, %.0f s so far", desc, done, total_now, loss_text, now - start)
 
     return update
 
