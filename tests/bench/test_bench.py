@@ -333,6 +333,24 @@ def test_selection_only_variant_is_paired_with_the_plain_random_arm():
     assert row["delta_vs_random"] == "–"
 
 
+def test_every_table_of_a_dataset_with_a_source_only_arm_is_compared_with_it_at_any_budget():
+    from xssr.bench.report import variant_table
+    from xssr.bench.suite import Experiment
+
+    timings = {"unet_steps": 10, "unet_train_seconds": 1.0}
+    source_only = [{**_fake_run("random", s, ["b"], dice=0.80 + 0.01 * s), "variant": "source-only",
+                    "timings": timings} for s in range(3)]
+    bigger = [{**_fake_run("random", s, ["a"], dice=0.85 + 0.01 * s), "variant": "fine-tune", "budget": 0.2,
+               "timings": timings} for s in range(3)]
+    at_20_percent = Experiment("R3", ("random",), (0.2,), ("d",), "fine-tune", (("train.recipe", "fine-tune"),))
+    # the source-only arm sits in another table (R1) at 5 %: the suite names its dataset
+    (row,) = variant_table(source_only + bigger, [at_20_percent], {"d"})
+    assert row["delta_vs_source_only"].startswith("+0.0500 [") and row["delta_vs_source_only"].endswith("(n=3)")
+    # a dataset the suite trains no source-only model for gets no such column
+    (row,) = variant_table(source_only + bigger, [at_20_percent])
+    assert "delta_vs_source_only" not in row
+
+
 def test_budget_plot_takes_image_counts_and_is_written_atomically(tmp_path):
     from xssr.bench.report import _plot_budgets
 

@@ -191,13 +191,27 @@ def _plain_reference(index: dict, dataset: str, method: str, budget: float, vari
     return index.get((dataset, method, round(budget, 6), ""), []) or index.get((dataset, method, round(budget, 6), "plain"), [])
 
 
-def variant_table(runs: list[dict], experiments: list) -> list[dict[str, Any]]:
+def _source_only_reference(index: dict, dataset: str, budget: float) -> list[dict]:
+    """The source-only runs of ``dataset``: a source-only model ignores the annotations, so the
+    runs of any budget are its runs at every budget (the same budget's are preferred)."""
+    same = index.get((dataset, "random", round(budget, 6), "source-only"), [])
+    if same:
+        return same
+    return next((group for (d, method, _, variant), group in sorted(index.items(), key=lambda kv: kv[0][2])
+                 if d == dataset and method == "random" and variant == "source-only"), [])
+
+
+def variant_table(runs: list[dict], experiments: list, source_only_datasets: Iterable[str] = ()
+                  ) -> list[dict[str, Any]]:
     """One row per (dataset, variant, method, budget): Dice over seeds, the paired difference to
     the plain settings with the same selection method, to random where a comparable random arm
-    exists and (in tables with a source-only arm) to the source-only model of the same seed,
+    exists and (where the table or the suite has a source-only arm for a dataset, named in
+    ``source_only_datasets`` or in ``experiments``) to the source-only model of the same seed,
     optimiser steps, train time and throughput."""
     index = _index(runs)
-    has_source_only = any(exp.variant == "source-only" for exp in experiments)
+    source_only_datasets = set(source_only_datasets) | {
+        d for exp in experiments if exp.variant == "source-only" for d in exp.datasets}
+    has_source_only = any(d in source_only_datasets for exp in experiments for d in exp.datasets)
     rows = []
     for exp in experiments:
         for dataset in exp.datasets:
@@ -207,8 +221,8 @@ def variant_table(runs: list[dict], experiments: list) -> list[dict[str, Any]]:
                     reference = _random_reference(index, dataset, budget, exp)
                     plain = _plain_reference(index, dataset, method, budget, exp.variant)
                     # "do no harm": annotations should never make the model worse than using none
-                    source_only = [] if exp.variant == "source-only" else index.get(
-                        (dataset, "random", round(budget, 6), "source-only"), [])
+                    source_only = [] if exp.variant == "source-only" or dataset not in source_only_datasets \
+                        else _source_only_reference(index, dataset, budget)
                     rows.append({
                         "dataset": dataset, "variant": exp.variant, "method": method, "budget": f"{budget:g}",
                         "seeds": len(group), "dice": _cell([_dice(r) for r in group]),
@@ -468,8 +482,11 @@ def render_suite(suite, results: str | Path, out: str | Path) -> str:
     for exp in suite.experiments:
         if exp.variant:
             variant_tables[exp.table].append(exp)
+    # "do no harm" is asked of every table: wherever the suite trains a source-only model for a
+    # dataset, each row of that dataset is compared with it, whichever table it sits in
+    source_only_datasets = {d for exp in suite.experiments if exp.variant == "source-only" for d in exp.datasets}
     for table, experiments in variant_tables.items():
-        rows = variant_table(runs, experiments)
+        rows = variant_table(runs, experiments, source_only_datasets)
         write_csv(out / f"{table}.csv", rows)
         parts.append(f"### {table}\n\n{markdown(rows)}")
     for exp in suite.experiments:
