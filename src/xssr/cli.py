@@ -80,7 +80,8 @@ def _errors_to_exit(func):
     """Turn input, configuration and file-system errors into a readable message and exit code 2.
 
     A user's mistake (a bad file, a setting, a folder that cannot be written) never shows a
-    traceback; a bug still does.
+    traceback; a bug still does. TypeError is a user's too: the parameter checks raise it, as
+    scikit-learn's do, for an input of the wrong kind (a `.npy` of strings given as embeddings).
     """
 
     @functools.wraps(func)

@@ -160,8 +160,8 @@ def test_zero_255_and_bool_masks_are_accepted_and_a_probability_map_is_refused(t
     ([("../a.png", np.ones((2, 2)))], {}, r"relative path"),
     ([("dir\\a.png", np.ones((2, 2)))], {}, r"relative path"),
     ([("scans/.png", np.ones((2, 2)))], {}, r"hidden file"),
-    ([("a.png", np.ones((2, 2)))], {"label": "background"}, r"background label"),
-    ([("a.png", np.ones((2, 2)))], {"label": "lung:left"}, r"cannot be written to labelmap\.txt"),
+    ([("a.png", np.ones((2, 2)))], {"label": "background"}, r"is the background's name"),
+    ([("a.png", np.ones((2, 2)))], {"label": "lung:left"}, r"cannot be written to CVAT's labelmap\.txt"),
     ([("a.png", np.ones((2, 2)))], {"color": (0, 0, 0)}, r"background's"),
     ([("a.png", np.ones((2, 2)))], {"color": (1, 2, 300)}, r"three integers 0-255"),
     ([], {}, r"no items"),
@@ -187,7 +187,8 @@ def test_two_labels_are_read_by_name_and_an_unnamed_choice_is_refused(two_label_
     path, first, second = two_label_export
     lung = read_cvat_masks(path, label="lung")
     heart = read_cvat_masks(path, label="heart")
-    assert sorted(lung) == sorted(heart) == ["scan1", "scan2"]  # scan3 has no PNG: left out
+    assert sorted(lung) == sorted(heart) == ["scan1", "scan2", "scan3"]
+    assert lung["scan3"] is None and heart["scan3"] is None  # listed, no PNG: empty, of unknown size
     np.testing.assert_array_equal(lung["scan1"], (first == 1).astype(np.uint8))
     np.testing.assert_array_equal(heart["scan1"], (first == 2).astype(np.uint8))
     np.testing.assert_array_equal(lung["scan2"], np.zeros((5, 3), dtype=np.uint8))

@@ -439,10 +439,13 @@ def test_export_errors_name_the_file_the_task_and_the_reason(tmp_path):
     export[1]["data"]["xssr_key"] = "a"
     fails(export, r"task 18 \(a\): task 17 has the same key")
 
+    # an annotation without regions, in a task that records no image size, is an empty mask of
+    # unknown size: None, which the import sizes from the image (or refuses without --allow-empty)
     export = good_export()
     export[0]["predictions"] = []
     export[0]["annotations"][0]["result"] = []
-    fails(export, r"task 17 \(a\): annotation 100 has no regions")
+    masks = read_label_studio_export(write_json(tmp_path, export))
+    assert masks["a"] is None and masks["b-s3"].shape == (16, 16)
 
     export = good_export()
     export[0]["annotations"][0]["result"].append({

@@ -199,7 +199,7 @@ def test_volume_slices_go_to_the_2d_tools_as_pngs_and_come_back_as_mask_volumes(
     out = tmp_path / ("tasks.json" if tool == "label-studio" else "cvat.txt")
     result = _invoke("export", run, "--method", "random", "--to", tool, "--out", out)
     assert result.exit_code == 0, result.output
-    pngs = sorted((out.with_suffix(".slices")).glob("*.png"))
+    pngs = sorted((out.with_suffix(".images")).glob("*.png"))
     assert sorted(p.stem for p in pngs) == sorted(picked)
     for png in pngs:  # each the slice as xssr reads it, windowed to 8 bits: the box is the bright part
         case, index = png.stem.rsplit("_s", 1)
@@ -301,11 +301,16 @@ def test_a_2d_mask_for_several_selected_slices_of_one_volume_is_refused(tmp_path
     assert not (tmp_path / "round1").exists()
 
 
-def test_two_volumes_that_would_export_to_one_png_name_are_refused_before_writing(tmp_path):
+def test_two_images_the_tool_would_call_by_one_name_are_refused_before_writing(tmp_path):
     from xssr.data import ImageRecord
-    from xssr.exchange.rounds import write_slice_images
+    from xssr.exchange.rounds import write_display_images
 
     same = [ImageRecord(image=tmp_path / side / "case0.nii.gz", mask=None, slice_index=2) for side in ("a", "b")]
-    with pytest.raises(ValueError, match=r"would both be exported as case0_s2\.png; give the volumes distinct"):
-        write_slice_images(same, tmp_path / "out.slices")
-    assert not (tmp_path / "out.slices").exists()
+    with pytest.raises(ValueError, match=r"would both be called case0_s2 in the labelling tool"):
+        write_display_images(same, tmp_path / "out.images")
+    # 2-D images too: CVAT and Label Studio match masks by the name without extension
+    same = [ImageRecord(image=tmp_path / "a" / "case0.png", mask=None),
+            ImageRecord(image=tmp_path / "b" / "case0.dcm", mask=None)]
+    with pytest.raises(ValueError, match=r"would both be called case0 in the labelling tool"):
+        write_display_images(same, tmp_path / "out.images")
+    assert not (tmp_path / "out.images").exists()

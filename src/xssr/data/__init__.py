@@ -26,7 +26,7 @@ from .readers import (
     read_volume,
 )
 from .records import ImageRecord, record_order
-from .sources import DataSpec, default_data_root, load_records, parse_spec, resolve_path
+from .sources import DataSpec, annotated_records, default_data_root, load_records, parse_spec, resolve_path
 from .synthetic import make_synthetic_dataset
 from .validate import InputError, InputSummary, check_inputs, file_sha1
 

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from xssr.report.io import unguard_cell
+
 from .readers import (
     ImageReadError,
     VOLUME_SUFFIXES,
@@ -231,7 +233,8 @@ def _read_manifest(csv_path: Path, paths: str = "inside") -> list[ImageRecord]:
     if ragged:
         raise ValueError(f"Manifest {csv_path}: more cells than the header has columns on line(s) "
                          f"{', '.join(ragged[:10])}" + (" ..." if len(ragged) > 10 else ""))
-    rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in rows]
+    # xssr writes manifests (a round's) with the spreadsheet formula guard: undone before use
+    rows = [{(k or "").strip(): unguard_cell(v or "").strip() for k, v in row.items()} for row in rows]
     if "image" not in columns:
         raise ValueError(
             f"Manifest {csv_path} must have an 'image' column; found columns: "
@@ -385,6 +388,16 @@ def _foreground_slices(records: list[ImageRecord]) -> list[ImageRecord]:
     return keep
 
 
+def annotated_records(spec: str, data_root: str | os.PathLike | None = None) -> list[ImageRecord]:
+    """The annotated images a spec names: of a manifest in which some rows have masks (a round
+    folder's, which lists the whole pool and fills the mask in for the annotated images) the rows
+    whose mask file exists; of a spec without any mask, every row (the images someone annotated)."""
+    records = load_records(spec, data_root)
+    if any(r.mask is not None for r in records):
+        records = [r for r in records if r.mask is not None and Path(r.mask).is_file()]
+    return records
+
+
 def load_records(
     spec: DataSpec | str, data_root: str | os.PathLike | None = None
 ) -> list[ImageRecord]:
@@ -393,20 +406,23 @@ def load_records(
     Parameters
     ----------
     spec : DataSpec or str
-        See :func:`parse_spec`.
+        See :func:`parse_spec`; ``"SPEC + SPEC"`` joins several specs (one pool drawn from two
+        datasets' manifests), their records in the order the specs are given.
     data_root : path-like, optional
         Root for ``@`` paths; defaults to :func:`default_data_root`.
 
     Returns
     -------
     list of ImageRecord
-        Deterministic order: by image path, then slice index.
+        Deterministic order: by image path, then slice index (per spec of a join).
 
     Raises
     ------
     ValueError
         Missing path, malformed manifest, or ``n`` larger than the records available.
     """
+    if isinstance(spec, str) and " + " in spec:
+        return [r for part in spec.split(" + ") for r in load_records(part.strip(), data_root)]
     spec = parse_spec(spec)
     if spec.path.startswith("@") and data_root is None:
         data_root = default_data_root()

@@ -1,4 +1,5 @@
-"""The one check of a mask handed to an exporter: a labelling tool accepts foreground or not, nothing else."""
+"""The checks every exporter shares: a mask is foreground or not, nothing else, and the label is a
+name every tool can hold."""
 
 from __future__ import annotations
 
@@ -22,3 +23,17 @@ def binary_mask(mask: object) -> np.ndarray:
         shown = ", ".join(f"{v:g}" for v in found[:6]) + (", ..." if found.size > 6 else "")
         raise ValueError(f"mask must be binary (bool, 0/1 or 0/255), found values {shown}; threshold it first")
     return ~zero
+
+
+def check_label(label: object) -> str:
+    """The foreground label's name, checked once for every exporter: Label Studio, CVAT (whose
+    labelmap.txt is ``name:r,g,b:parts:actions``, one label a line, ``#`` lines comments) and
+    nnU-Net (whose dataset.json reserves ``background`` for 0) must all be able to hold it."""
+    if not isinstance(label, str) or not label or label != label.strip():
+        raise ValueError(f"label must be a non-empty name without surrounding spaces, got {label!r}")
+    if ":" in label or "\n" in label or "\r" in label or label.startswith("#"):
+        raise ValueError(f"label {label!r} cannot be written to CVAT's labelmap.txt (no ':' or line breaks, "
+                         "and no '#' first, which makes the line a comment)")
+    if label.lower() == "background":
+        raise ValueError(f"label {label!r} is the background's name; name the foreground (e.g. lung, optic_disc)")
+    return label

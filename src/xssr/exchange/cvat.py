@@ -37,6 +37,7 @@ import io
 import os
 import posixpath
 import zipfile
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -44,7 +45,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from xssr.exchange.binary import binary_mask
+from xssr.exchange.binary import binary_mask, check_label
 from xssr.report.io import atomic_path, write_text
 
 LABELMAP = "labelmap.txt"
@@ -217,14 +218,10 @@ def _item_id(name: object, where: str) -> str:
 
 
 def _check_label(label: object, where: str) -> str:
-    if not isinstance(label, str) or not label or label != label.strip():
-        raise ValueError(f"{where}: label must be a non-empty string without surrounding spaces, got {label!r}")
-    if ":" in label or "\n" in label or "\r" in label or label.startswith("#"):
-        raise ValueError(f"{where}: label {label!r} cannot be written to labelmap.txt (no ':' or line "
-                         "breaks, and no '#' first, which would make the line a comment)")
-    if label == BACKGROUND:
-        raise ValueError(f"{where}: label {label!r} is the name of the background label; name the foreground")
-    return label
+    try:
+        return check_label(label)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
 
 
 def _check_color(color: object, where: str) -> Color:
@@ -242,7 +239,7 @@ def _check_color(color: object, where: str) -> Color:
 # ----------------------------------------------------------------------------- export in
 
 
-def read_cvat_masks(path: str | os.PathLike, *, label: str | None = None) -> dict[str, np.ndarray]:
+def read_cvat_masks(path: str | os.PathLike, *, label: str | None = None) -> dict[str, np.ndarray | None]:
     """Masks from a CVAT "Segmentation mask 1.1" export: {item id: (H, W) uint8 in {0, 1}}.
 
     ``path`` is the exported zip, or the folder it was unzipped to (also accepted: the same inside
@@ -252,10 +249,9 @@ def read_cvat_masks(path: str | os.PathLike, *, label: str | None = None) -> dic
     labelmap must have exactly one label besides the background, and that one is read.
 
     CVAT lists every image of the task in ImageSets but writes a SegmentationClass PNG only for
-    images someone annotated. An image without its PNG is left out of the result: the archive does
-    not record its size, so an empty mask cannot be made for it, and the caller knows best whether
-    "not annotated" means "no foreground". The subset lists are not consulted otherwise; every
-    SegmentationClass PNG is read. Anything not as the format says (no labelmap.txt, a malformed
+    images someone annotated. An image listed without its PNG comes back as None: the archive does
+    not record its size, and the caller knows best whether "not annotated" means "no foreground".
+    Every SegmentationClass PNG is read, listed or not. Anything not as the format says (no labelmap.txt, a malformed
     labelmap line, an unknown label, a pixel colour the labelmap lacks, an image that is not an
     RGB PNG) raises ValueError naming the file, the entry inside it and the reason.
     """
@@ -268,7 +264,7 @@ def read_cvat_masks(path: str | os.PathLike, *, label: str | None = None) -> dic
         target = labels[names.index(chosen)][1]
 
         prefix = f"{export.root}{CLASS_DIR}/"
-        masks: dict[str, np.ndarray] = {}
+        masks: dict[str, np.ndarray | None] = {}
         for entry in export.entries:
             if not entry.startswith(prefix) or not entry.endswith(".png"):
                 continue
@@ -277,7 +273,23 @@ def read_cvat_masks(path: str | os.PathLike, *, label: str | None = None) -> dic
             where = f"{export.name}: {entry}"
             item_id = entry[len(prefix):-len(".png")]
             masks[item_id] = _class_mask(export.read(entry), where, names, colors, target, chosen)
+        for item_id in _listed_items(export):
+            masks.setdefault(item_id, None)  # listed, never annotated: no PNG, so no size either
     return masks
+
+
+def _listed_items(export: "_Export") -> list[str]:
+    """The item ids of the subset lists (``ImageSets/Segmentation/*.txt``), one stripped id a line."""
+    folder = f"{export.root}{posixpath.dirname(SUBSET_LIST)}/"
+    items = []
+    for entry in export.entries:
+        if entry.startswith(folder) and entry.endswith(".txt") and "/" not in entry[len(folder):]:
+            try:
+                text = export.read(entry).decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{export.name}: {entry}: not UTF-8 text, so not a subset list") from None
+            items += [line.strip() for line in text.splitlines() if line.strip()]
+    return items
 
 
 def _choose_label(labels: list[tuple[str, Color | None]], label: str | None, where: str) -> str:
@@ -439,7 +451,8 @@ class _Export:
     def read(self, entry: str) -> bytes:
         try:
             return self._read(entry)
-        except (zipfile.BadZipFile, OSError, KeyError) as error:
+        # a damaged entry (zlib), an unsupported compression method or an encrypted entry
+        except (zipfile.BadZipFile, OSError, KeyError, zlib.error, NotImplementedError, RuntimeError) as error:
             raise ValueError(f"{self.name}: {entry}: cannot be read ({error})") from None
 
     def __enter__(self) -> "_Export":

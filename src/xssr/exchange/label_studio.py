@@ -16,7 +16,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 from PIL import Image, ImageDraw
 
-from xssr.exchange.binary import binary_mask
+from xssr.exchange.binary import binary_mask, check_label
 from xssr.exchange.brush_rle import check_size, decode_brush_rle, encode_brush_rle
 
 # Names that tie the labelling configuration to the task JSON: a result's from_name / to_name must
@@ -67,7 +67,7 @@ def labeling_config(label: str = "foreground") -> str:
     regions come from ``tag`` and polygons from ``polygon``, both offering the one ``label``.
     ``zoom`` is on because brush work on medical images needs it.
     """
-    value = quoteattr(_check_label(label))  # quoted and escaped for an XML attribute
+    value = quoteattr(check_label(label))  # quoted and escaped for an XML attribute
     return "\n".join([
         "<View>",
         f'  <Image name="{IMAGE_TAG}" value="$image" zoom="true"/>',
@@ -98,7 +98,7 @@ def tasks_for_selection(
     pre-annotation, which annotators correct instead of drawing from nothing; an empty mask gives
     a prediction with no regions. Rows without a prediction get no ``predictions`` entry.
     """
-    _check_label(label)
+    check_label(label)
     required = ("rank", "key", "image", "case_id", "site")
     ordered = []
     for number, row in enumerate(rows, start=1):
@@ -159,12 +159,6 @@ def _prediction(mask: np.ndarray, key: str, rank: int, label: str, model_version
     return {"model_version": model_version, "result": result}
 
 
-def _check_label(label: str) -> str:
-    if not isinstance(label, str) or not label.strip():
-        raise ValueError(f"label must be a non-empty string, got {label!r}")
-    return label
-
-
 def _plain(value: Any) -> Any:
     """A JSON-ready copy of a CSV cell (numpy scalars and paths become strings)."""
     return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
@@ -176,14 +170,15 @@ def _plain(value: Any) -> Any:
 _READ_TYPES = ("brushlabels", "polygonlabels")
 
 
-def read_label_studio_export(path: str | Path, *, label: str | None = None) -> dict[str, np.ndarray]:
+def read_label_studio_export(path: str | Path, *, label: str | None = None) -> dict[str, np.ndarray | None]:
     """Masks from a Label Studio "JSON" export: {xssr key (or image URL): (H, W) uint8 in {0, 1}}.
 
     Per task the last annotation that was not cancelled counts (Label Studio lists annotations in
     the order they were made, so a later one is a correction); the union of its brush and polygon
     regions (only those with ``label`` when given) is the mask, at the image size the results
-    record. A task whose every annotation was cancelled (the annotator skipped it) is left out of
-    the result. Anything else that is not as expected raises ValueError naming the file, the task
+    record. An annotation submitted without any region, in a task where no result records the
+    image size, comes back as None: an empty mask whose size is the image's. A task whose every
+    annotation was cancelled (the annotator skipped it) is left out of the result. Anything else that is not as expected raises ValueError naming the file, the task
     and the reason, before a half-read set of masks can be used.
     """
     name = str(path)
@@ -196,7 +191,7 @@ def read_label_studio_export(path: str | Path, *, label: str | None = None) -> d
         raise ValueError(f"{name}: expected a list of tasks (Label Studio's 'JSON' export), "
                          f"got a JSON {type(tasks).__name__}")
 
-    masks: dict[str, np.ndarray] = {}
+    masks: dict[str, np.ndarray | None] = {}
     read_from: dict[str, Any] = {}
     for position, task in enumerate(tasks):
         if not isinstance(task, dict):
@@ -243,8 +238,9 @@ def _result_size(result: dict) -> tuple[int, int] | None:
     return (int(height), int(width)) if len(whole) == 2 else None
 
 
-def _annotation_mask(task: dict, annotation: dict, where: str, label: str | None) -> np.ndarray:
-    """The union of one annotation's brush and polygon regions, at the size its results record."""
+def _annotation_mask(task: dict, annotation: dict, where: str, label: str | None) -> np.ndarray | None:
+    """The union of one annotation's brush and polygon regions, at the size its results record;
+    None for an annotation without regions when nothing in the task records the image size."""
     annotation_id = annotation.get("id", "?")
     results = annotation.get("result", [])
     if not isinstance(results, list):
@@ -271,9 +267,7 @@ def _annotation_mask(task: dict, annotation: dict, where: str, label: str | None
     if size is None:
         size = _size_elsewhere(task)
     if size is None:
-        raise ValueError(f"{where}: annotation {annotation_id} has no regions and nothing else in the task "
-                         "records the image size, so its empty mask cannot be built; add the region, or "
-                         "skip the task in Label Studio if it has none")
+        return None  # no regions, and no size recorded: empty, at the size of the image it annotates
 
     mask = np.zeros(size, dtype=np.uint8)
     for result in results:

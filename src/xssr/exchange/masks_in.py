@@ -52,7 +52,8 @@ def masks_from_folder(folder: str | Path, selected: Sequence[ImageRecord]) -> di
             by_name.setdefault(record.case_id, []).append(record)
     found: dict[str, tuple[np.ndarray, str]] = {}
     problems = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and is_supported(p)):
+    # dot-files are a file manager's litter (macOS writes ._case1.png beside case1.png), never masks
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and is_supported(p) and not p.name.startswith(".")):
         records = by_name.get(file_stem(path), [])
         if not records:  # named in the check as a mask of no selected image
             found[str(path)] = (np.zeros((0, 0), np.uint8), str(path))
@@ -81,10 +82,12 @@ def masks_from_folder(folder: str | Path, selected: Sequence[ImageRecord]) -> di
     return found
 
 
-def check_masks(selected: Sequence[ImageRecord], masks: Mapping[str, tuple[np.ndarray, str]], *,
+def check_masks(selected: Sequence[ImageRecord], masks: Mapping[str, tuple[np.ndarray | None, str]], *,
                 allow_empty: bool = False) -> dict[str, np.ndarray]:
     """The checked binary {0, 1} mask of every selected image, by record key; raises InputError
-    listing every problem."""
+    listing every problem. A mask of None is one a tool exported as "nothing drawn" without its
+    size (an unannotated CVAT frame, a Label Studio annotation without regions): empty, at the
+    image's size, and so accepted only with ``allow_empty``."""
     wanted = {r.key: r for r in selected}
     problems = [(source, "is not the mask of any selected image (was it selected in another round?)")
                 for key, (_, source) in masks.items() if key not in wanted]
@@ -99,6 +102,12 @@ def check_masks(selected: Sequence[ImageRecord], masks: Mapping[str, tuple[np.nd
         except ValueError as error:
             problems.append((record.label, str(error)))
             continue
+        if mask is None:
+            if not allow_empty:
+                problems.append((source, f"nothing was drawn on {record.label} (annotate it, or pass allow_empty / "
+                                         "--allow-empty if the image truly shows no foreground)"))
+                continue
+            mask = np.zeros((height, width), np.uint8)
         if mask.shape != (height, width):
             problems.append((source, f"mask is {mask.shape[1]}x{mask.shape[0]} but {record.label} is {width}x{height}"))
             continue
@@ -118,16 +127,24 @@ def check_masks(selected: Sequence[ImageRecord], masks: Mapping[str, tuple[np.nd
     return checked
 
 
+def check_round_folder(out: str | Path) -> Path:
+    """``out`` as a Path, if it can take a new round (checked before any mask is read)."""
+    out = Path(out)
+    if (out / "manifest.csv").exists() or (out / "masks").exists():
+        raise ValueError(f"{out}: already holds imported masks; give each round its own folder")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: is a file, not a folder for the round")
+    return out
+
+
 def write_round(out: str | Path, pool: Sequence[ImageRecord], selected: Sequence[ImageRecord],
                 masks: Mapping[str, np.ndarray]) -> Path:
     """Write ``out/masks/`` and ``out/manifest.csv`` (the whole pool, masks filled for the
     annotated images); returns the manifest path. Refuses a folder that already holds a round."""
     from PIL import Image
 
-    out = Path(out)
+    out = check_round_folder(out)
     manifest = out / "manifest.csv"
-    if manifest.exists() or (out / "masks").exists():
-        raise ValueError(f"{out}: already holds imported masks; give each round its own folder")
     out.mkdir(parents=True, exist_ok=True)
     partial = out / f".masks.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)

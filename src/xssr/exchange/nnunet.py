@@ -28,6 +28,7 @@ import numpy as np
 
 from xssr.data import ImageRecord, InputError
 from xssr.data.readers import file_suffix, read_image, read_mask
+from xssr.exchange.binary import check_label
 from xssr.report.io import write_csv, write_json
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -73,6 +74,7 @@ def export_nnunet(records: Sequence[ImageRecord], root: str | Path, *, dataset_i
         raise ValueError(f"nnU-Net dataset name {name!r}: use letters, digits, '-' and '_' only")
     if not records:
         raise ValueError("No annotated images to export.")
+    label = check_label(label)
     target = Path(root) / f"Dataset{int(dataset_id):03d}_{name}"
     if target.exists():
         raise ValueError(f"{target}: already exists; choose another dataset id or name, or remove it")
@@ -101,7 +103,15 @@ def export_nnunet(records: Sequence[ImageRecord], root: str | Path, *, dataset_i
     as_png = all(p is not None for p in png)
     rgb = any(image.ndim == 3 for image, _ in pairs)
     if rgb and not as_png:
-        raise ValueError("Colour images that are not whole-number raster files cannot be written for nnU-Net here.")
+        first = next(r for p, r in zip(png, records) if p is None)
+        raise ValueError(f"{first.label}: not a whole-number raster image, in a dataset with colour images; "
+                         "nnU-Net needs one file layout for all cases, and colour is written as PNG only")
+    if rgb:  # Pillow writes RGB PNGs of 8 bits only
+        deep = [r for p, r in zip(png, records) if p.dtype != np.uint8]
+        if deep:
+            raise ValueError(f"{deep[0].label}: a 16-bit image in a dataset with colour images; nnU-Net reads "
+                             "one channel layout for all cases, so convert it to 8 bits or export the "
+                             "colour and the grey images as two datasets")
     ending = ".png" if as_png else ".nii.gz"
     cases = case_identifiers(records)
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from xssr.config import PREDICTION_SETTINGS, RunConfig
-from xssr.data import ImageRecord, InputError, load_arrays, load_records
+from xssr.data import ImageRecord, InputError, annotated_records, load_arrays
 from xssr.data.names import data_root, relative_key
 from xssr.metrics.learning_curve import CurveTask, GainEstimate, curve_plan, estimate_gain, power_law
 from xssr.report.io import read_json, write_csv, write_json
@@ -32,11 +32,9 @@ def labeled_records(spec: str, data_root_folder: str | None) -> list[ImageRecord
     """The annotated images of ``spec``: of a round folder's manifest (the whole pool, masks filled in
     for the annotated ones) the rows whose mask exists; of any other spec, every row."""
     try:
-        records = [r for part in spec.split(" + ") for r in load_records(part.strip(), data_root=data_root_folder)]
+        records = annotated_records(spec, data_root_folder)
     except ValueError as error:
         raise InputError([(spec, str(error))]) from None
-    if any(r.mask is not None for r in records):
-        records = [r for r in records if r.mask is not None and Path(r.mask).is_file()]
     if not records:
         raise InputError([(spec, "holds no annotated images (no row with an existing mask)")])
     return records

@@ -9,7 +9,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from xssr.config import RunConfig
-from xssr.data import ImageRecord, InputError, InputSummary, check_inputs, default_data_root, load_arrays, load_records
+from xssr.data import (ImageRecord, InputError, InputSummary, annotated_records, check_inputs, default_data_root,
+                        load_arrays, load_records)
 from xssr.report.provenance import config_fingerprint
 from xssr.selection import resolve_budget
 
@@ -66,10 +67,8 @@ class Inputs:
             if group in given:
                 self.records[group] = list(given[group])
                 continue
-            # "SPEC + SPEC" joins several specs, e.g. one pool drawn from two datasets' manifests.
-            parts = [part.strip() for part in specs[group].split(" + ")]
-            try:
-                self.records[group] = [r for part in parts for r in load_records(part, data_root=self.data_root)]
+            try:  # "SPEC + SPEC" joins several specs, e.g. one pool drawn from two datasets' manifests
+                self.records[group] = load_records(specs[group], data_root=self.data_root)
             except ValueError as error:
                 spec_problems.append((f"data.{group}", str(error)))
                 self.records[group] = []
@@ -135,11 +134,9 @@ class Inputs:
         if not spec:
             return []
         try:
-            records = [r for part in spec.split(" + ") for r in load_records(part.strip(), data_root=self.data_root)]
+            records = annotated_records(spec, self.data_root)
         except ValueError as error:
             raise ValueError(f"select.labeled: {error}") from None
-        if any(r.mask is not None for r in records):
-            records = [r for r in records if r.mask is not None and Path(r.mask).is_file()]
         index = {r.key: i for i, r in enumerate(self.records["pool"])}
         outside = [r.label for r in records if r.key not in index]
         if outside:

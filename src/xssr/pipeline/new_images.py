@@ -91,7 +91,7 @@ def embed_images(run: str | Path, images: str, out: str | Path, *, device: str |
                            "own, so none of the run's stages is touched")])
     checkpoint, data = fitted_checkpoint(run, config)
     try:
-        records = [r for part in images.split(" + ") for r in load_records(part.strip(), data_root=config.data.data_root)]
+        records = load_records(images, data_root=config.data.data_root)
     except ValueError as error:
         raise InputError([(images, str(error))]) from None
     if not records:

@@ -42,7 +42,7 @@ def situation(config: RunConfig) -> tuple[str, str]:
     if not spec:
         return "none", "no source images are configured"
     try:
-        records = [r for part in spec.split(" + ") for r in load_records(part.strip(), data_root=config.data.data_root)]
+        records = load_records(spec, data_root=config.data.data_root)
     except ValueError:
         return "none", "the source images could not be listed"  # the input check names the problem
     if records and all(r.mask is not None and Path(r.mask).is_file() for r in records):

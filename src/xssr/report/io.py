@@ -152,11 +152,15 @@ def _format_cell(value: Any) -> Any:
 def read_csv(path: str | os.PathLike) -> list[dict]:
     """Rows of a CSV written by :func:`write_csv`, with the formula guard removed."""
     with open(path, newline="", encoding="utf-8") as handle:
-        return [{k: _unguard(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        return [{k: unguard_cell(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def _unguard(cell):
-    return cell[1:] if isinstance(cell, str) and cell.startswith("'") else cell
+def unguard_cell(cell):
+    """A cell as it was before :func:`write_csv` guarded it: the apostrophe goes only where it is
+    followed by a character the guard protects, so a manifest a person wrote reads the same."""
+    if isinstance(cell, str) and cell.startswith("'") and cell[1:2] and cell[1:].startswith(_FORMULA_STARTS):
+        return cell[1:]
+    return cell
 
 
 def save_array(path: str | os.PathLike, array: np.ndarray) -> Path:
