@@ -58,6 +58,37 @@ def test_a_source_recipe_trains_its_source_model_beside_the_advice_not_in_the_ru
     assert not (run_folder / "source-train").exists()
 
 
+def test_a_recipe_that_learns_from_the_pool_never_sees_a_held_out_image_there(run_folder, synthetic_specs, tmp_path,
+                                                                              monkeypatch):
+    import numpy as np
+
+    from xssr.train.recipes import mean_teacher
+
+    seen = []
+    original = mean_teacher.mean_teacher_from_scratch
+
+    def spy(data, *args, **kwargs):
+        seen.append({row.tobytes() for row in data.pool_images})
+        return original(data, *args, **kwargs)
+
+    monkeypatch.setattr(mean_teacher, "mean_teacher_from_scratch", spy)
+    # the annotated images are 12 of the pool, so every held-out image is also a pool image
+    labeled = synthetic_specs["pool"] + "&n=12&seed=0"
+    result = _advise(run_folder, labeled, tmp_path / "mt", "--next", "5", "--folds", "2", "--sizes", "2",
+                     "--set", "train.recipe=mean-teacher-scratch")
+    assert result.exit_code == 0, result.output
+    from xssr.data import load_arrays, load_records
+
+    images = load_arrays(load_records(labeled), 32, 1, "minmax", with_masks=False)[0]
+    points = [json.loads(p.read_text()) for p in sorted((tmp_path / "mt" / "points").glob("*.json"))]
+    assert len(seen) == len(points) == 4
+    held_out_total = 0
+    for pool in seen:
+        present = [row.tobytes() in pool for row in images]
+        held_out_total += len(images) - int(np.sum(present))
+    assert held_out_total == 4 * 6  # each point's 6 held-out images, and only those, were left out of its pool
+
+
 @pytest.mark.parametrize("args, message", [
     (["--next", "0"], "--next: must be at least 1 image"),
     (["--next", "5", "--set", "train.recipe=source-only"], "trains on no annotated target image"),

@@ -168,6 +168,14 @@ def test_pool_test_leakage(tmp_path):
     assert f"{record.image}: listed twice in 'pool' and 'test' (train/test leakage" in text
 
 
+def test_annotated_images_may_also_be_pool_images_but_nothing_else_may_share(tmp_path):
+    record = case(tmp_path, "annotated")
+    summary = check_inputs({"labeled": [record], "pool": [record]}, {"labeled"})
+    assert summary.counts == {"labeled": 1, "pool": 1}
+    err, text = problems_of({"labeled": [record], "test": [record]})
+    assert f"{record.image}: listed twice in 'labeled' and 'test' (train/test leakage" in text
+
+
 def test_identical_pixels(tmp_path):
     pixels = RNG.integers(0, 256, (32, 32), dtype=np.uint8)
     a = case(tmp_path, "a", image=pixels)

@@ -185,7 +185,8 @@ class _Checker:
     def check(self, group: str, record: ImageRecord) -> None:
         key = record.key
         if key in self.seen_keys:
-            self.add(record.label, "listed twice " + _between(group, self.seen_keys[key]))
+            if {group, self.seen_keys[key]} != _MAY_SHARE:
+                self.add(record.label, "listed twice " + _between(group, self.seen_keys[key]))
             return
         self.seen_keys[key] = group
         if record.mask is None and group in self.require_masks:
@@ -244,6 +245,11 @@ class _Checker:
         problem = binary_mask_problem(mask)
         if problem:
             self.add(record.mask_label, problem)
+
+
+#: The two groups that may list the same image: annotated images (``xssr advise``'s "labeled")
+#: are pool images, and a recipe that learns from the unlabeled pool is given both.
+_MAY_SHARE = frozenset({"labeled", "pool"})
 
 
 def check_inputs(

@@ -102,12 +102,14 @@ def advise(config: RunConfig, run: str | Path, labeled: str | list[ImageRecord],
               "prediction": {k: getattr(config.train, k) for k in PREDICTION_SETTINGS},
               "source_model": source.fingerprint if source else None,
               "source": inputs.group_hash("source") if "source_masks" in recipe.needs else None,
-              "pool": inputs.group_hash("pool", masks=False) if "pool" in recipe.needs else None,
+              # each point's pool leaves out its held-out images (see _point)
+              "pool": {"images": inputs.group_hash("pool", masks=False), "without_held_out": True}
+              if "pool" in recipe.needs else None,
               "labeled": [(relative_key(r, root), *inputs.record_hash(r.key)) for r in records]}
     per_image: dict[int, np.ndarray] = {}
     seconds = 0.0
     for number, task in enumerate(tasks, start=1):
-        dice, took = _point(pipeline, recipe, source, task, images, masks, out, shared)
+        dice, took = _point(pipeline, recipe, source, task, images, masks, out, shared, [r.key for r in records])
         seconds += took
         per_image.setdefault(task.size, np.full(len(records), np.nan))[list(task.held_out)] = dice
         if progress:
@@ -124,7 +126,7 @@ def advise(config: RunConfig, run: str | Path, labeled: str | list[ImageRecord],
 
 
 def _point(pipeline, recipe, source, task: CurveTask, images, masks, out: Path,
-           shared: dict[str, Any]) -> tuple[np.ndarray, float]:
+           shared: dict[str, Any], keys: list[str]) -> tuple[np.ndarray, float]:
     """Held-out Dice of one curve point (trained now, or read back from an earlier advice)."""
     from xssr.metrics import dice_per_image
     from xssr.train import segment_images
@@ -141,6 +143,12 @@ def _point(pipeline, recipe, source, task: CurveTask, images, masks, out: Path,
             pass  # unreadable: train it again and overwrite
     config = pipeline.config
     data = pipeline.training_data(recipe, images[list(task.train)], masks[list(task.train)], source)
+    if data.pool_images is not None:
+        # A held-out image must be unseen: a recipe that learns from the unlabeled pool (the mean
+        # teacher) would otherwise have trained on it, without its mask, and score it too well.
+        held_keys = {keys[i] for i in task.held_out}
+        kept = [i for i, r in enumerate(pipeline.inputs.records["pool"]) if r.key not in held_keys]
+        data.pool_images = data.pool_images[kept]
     started = time.perf_counter()
     model, _ = recipe.load()(data, config.train, seed=config.seed, device=pipeline.device)
     held = list(task.held_out)

@@ -85,6 +85,7 @@ def _mean_teacher(data: TrainingData, config: TrainConfig, init_state: dict | No
     student = new_unet(data.channels, config, init_state).to(device)
     teacher = AveragedModel(student, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
     teacher.requires_grad_(False)
+    teacher.eval()  # its targets must not depend on the batch or on dropout (none today: instance norm)
     supervised_loss = segmentation_loss(config.loss)
 
     def loss_fn(net, batch, g):
