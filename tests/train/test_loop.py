@@ -108,4 +108,4 @@ def test_a_stage_without_a_progress_bar_says_it_is_alive_at_most_once_a_minute(m
     # the last epoch is the stage's own "done" line's business, never a heartbeat
     assert len(handler.lines) == expected
     if expected:
-        assert handler.lines[0].startswith("pretrain mae: epoch 1 of 3, loss 0.2500")
+        assert handler.lines[0].startswith("pretrain mae: 1/3, loss 0.2500")

@@ -75,7 +75,8 @@ def _heartbeat(desc: str):
             return
         last = now
         loss_text = f", loss {loss:.4f}" if loss is not None else ""
-        stage_log.info("%s: epoch %d of %d%s, %.0f s so far", desc, done, total_now, loss_text, now - start)
+        # done/total counts epochs or optimiser steps, whichever the training loop counts
+        stage_log.info("%s: %d/%d%s, %.0f s so far", desc, done, total_now, loss_text, now - start)
 
     return update
 
