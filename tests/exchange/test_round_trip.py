@@ -136,6 +136,37 @@ def test_cvat_round_trip(study, tmp_path):
         np.testing.assert_array_equal(np.asarray(Image.open(row["mask"])) > 0, truth)
 
 
+def test_a_cvat_frame_left_unannotated_is_empty_only_with_allow_empty(study, tmp_path):
+    import zipfile
+
+    from xssr.exchange.cvat import export_cvat_masks
+
+    run = tmp_path / "run"
+    assert _invoke("select", "--pool", study["pool"], *TINY, "--out", run).exit_code == 0
+    assert _invoke("export", run, "--method", "random", "--to", "cvat", "--out", tmp_path / "task.txt").exit_code == 0
+    names = [image.split("/")[-1] for image in (tmp_path / "task.txt").read_text().split()]
+    items = [(name, np.asarray(Image.open(study["masks"][f"images/{name}"])) > 0) for name in names]
+    full = export_cvat_masks(items, tmp_path / "full.zip")
+    # CVAT's export when nobody drew on the last frame: listed in ImageSets, no PNG; the task also
+    # held a frame outside the selection that nobody annotated
+    skipped = names[-1].rsplit(".", 1)[0]
+    with zipfile.ZipFile(full) as source, zipfile.ZipFile(tmp_path / "cvat.zip", "w") as target:
+        for entry in source.namelist():
+            data = source.read(entry)
+            if entry.endswith("default.txt"):
+                data += b"not_selected\n"
+            if not entry.endswith(f"/{skipped}.png"):
+                target.writestr(entry, data)
+    refused = _invoke("import", run, "--method", "random", "--from", "cvat", tmp_path / "cvat.zip", "--out", tmp_path / "r")
+    assert refused.exit_code == 2 and f"({skipped}): nothing was drawn on" in refused.output, refused.output
+    assert not (tmp_path / "r").exists()
+    result = _invoke("import", run, "--method", "random", "--from", "cvat", tmp_path / "cvat.zip", "--out", tmp_path / "r",
+                     "--allow-empty")
+    assert result.exit_code == 0, result.output
+    masks = {Path(r["image"]).name: r["mask"] for r in read_csv(tmp_path / "r" / "manifest.csv") if r["mask"]}
+    assert len(masks) == 3 and not np.asarray(Image.open(masks[names[-1]])).any()
+
+
 def test_a_second_round_never_repicks_and_continues_the_first(study, tmp_path):
     run = tmp_path / "run"
     args = [a if a != "random" else "coreset" for a in TINY]

@@ -251,9 +251,10 @@ def read_cvat_masks(path: str | os.PathLike, *, label: str | None = None) -> dic
     CVAT lists every image of the task in ImageSets but writes a SegmentationClass PNG only for
     images someone annotated. An image listed without its PNG comes back as None: the archive does
     not record its size, and the caller knows best whether "not annotated" means "no foreground".
-    Every SegmentationClass PNG is read, listed or not. Anything not as the format says (no labelmap.txt, a malformed
-    labelmap line, an unknown label, a pixel colour the labelmap lacks, an image that is not an
-    RGB PNG) raises ValueError naming the file, the entry inside it and the reason.
+    Every SegmentationClass PNG is read, listed or not. Anything not as the format says (no
+    labelmap.txt, a malformed labelmap line, an unknown label, a pixel colour the labelmap lacks,
+    an image that is not an RGB PNG) raises ValueError naming the file, the entry inside it and
+    the reason.
     """
     with _Export.open(path) as export:
         labelmap_entry = export.root + LABELMAP

@@ -240,6 +240,8 @@ def import_round(run: str | Path, method: str, source: str, path: str | Path, ou
         found = {}
         for item, mask in read_cvat_masks(path, label=label).items():
             record = by_stem.get(Path(item).name)
+            if record is None and mask is None:
+                continue  # a frame of the task outside this selection that nobody annotated
             key = record.key if record else f"{path}: {item}"
             if key in found:
                 raise ValueError(f"{path}: items {found[key][1]} and {item} are both {record.label}; "
