@@ -68,3 +68,19 @@ def test_shift_weighted_calibration_counts_images_far_from_the_source_more(data)
     with pytest.raises(ValueError, match="needs source embeddings"):
         select(pool, None, method="xssr", budget=8, alpha="auto", alpha_grid=[0.0],
                alpha_criterion="shift-weighted-coverage")
+
+
+@pytest.mark.parametrize("labeled, budget, message", [
+    ([0, 1, 2], 8, "at most the number of images not labeled yet \\(7\\)"),
+    ([-1], 2, "distinct pool indices in \\[0, 10\\)"),
+    ([3, 3], 2, "distinct pool indices"),
+])
+def test_the_public_greedies_check_labeled_and_budget_themselves(labeled, budget, message):
+    from xssr.selection.baselines import coreset_select
+    from xssr.selection.uncertainty import uncertainty_kcenter
+
+    points = np.random.default_rng(0).normal(size=(10, 4))
+    with pytest.raises(ValueError, match=message):
+        coreset_select(points, budget, random_state=0, labeled=np.array(labeled))
+    with pytest.raises(ValueError, match=message):
+        uncertainty_kcenter(points, np.linspace(0, 1, 10), budget, labeled=np.array(labeled))

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .checks import check_count, check_random_state, check_sites, is_int, show
+from .checks import check_count, check_labeled, check_random_state, check_sites, is_int, show
 from .nearest import NearestSelected
 from .neighbors import prepare_embeddings
 
@@ -163,6 +163,7 @@ def coreset_select(X, budget: int, random_state=None, metric: str = "euclidean",
     points = prepare_embeddings(X, metric, name="X")
     n_pool = points.shape[0]
     budget = check_count(budget, n_pool)
+    labeled = check_labeled(labeled, n_pool, budget)
     rng = check_random_state(random_state)
 
     state = NearestSelected(points, 1)  # skips pool blocks a pick cannot come closer to

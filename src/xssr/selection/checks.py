@@ -124,6 +124,24 @@ def check_count(budget, n_pool: int) -> int:
     return int(budget)
 
 
+def check_labeled(labeled, n_pool: int, budget: int) -> np.ndarray | None:
+    """``labeled`` (pool indices annotated in an earlier round) as int64, None when there are
+    none; raises naming 'labeled' or 'budget' when they are not distinct pool indices or leave
+    fewer unlabeled images than the budget asks for (a greedy would then pick an image twice)."""
+    if labeled is None or len(labeled) == 0:
+        return None
+    values = np.asarray(labeled)
+    if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"The 'labeled' parameter must be a list of pool indices. Got {show(labeled)} instead.")
+    if values.min() < 0 or values.max() >= n_pool or len(np.unique(values)) != len(values):
+        raise ValueError(f"The 'labeled' parameter must hold distinct pool indices in [0, {n_pool}). "
+                         f"Got {show(labeled)} instead.")
+    if budget > n_pool - len(values):
+        raise ValueError(f"The 'budget' parameter must be at most the number of images not labeled yet "
+                         f"({n_pool - len(values)}). Got {show(budget)} instead.")
+    return values.astype(np.int64)
+
+
 def check_sites(sites, n_pool: int | None = None) -> list[str]:
     """Return ``sites`` as a list of str, one per pool image; raise naming 'sites' otherwise."""
     if isinstance(sites, (str, bytes)) or not hasattr(sites, "__len__"):

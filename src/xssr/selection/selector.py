@@ -43,6 +43,7 @@ from .checks import (
     check_choice,
     check_embeddings,
     check_grid,
+    check_labeled,
     check_positive_int,
     check_random_state,
     check_real,
@@ -191,11 +192,8 @@ def _validate(
         backend=backend,
         sites=None if sites is None else check_sites(sites, pool.shape[0]),
         scores=None if scores is None else _check_scores(scores, pool.shape[0]),
-        labeled=None if labeled is None or len(labeled) == 0 else _check_labeled(labeled, pool.shape[0]),
     )
-    if params["labeled"] is not None and params["budget"] > pool.shape[0] - len(params["labeled"]):
-        raise ValueError(f"The 'budget' parameter must be at most the number of images not labeled yet "
-                         f"({pool.shape[0] - len(params['labeled'])}). Got {show(budget)} instead.")
+    params["labeled"] = check_labeled(labeled, pool.shape[0], params["budget"])
     if method == "uncertainty" and scores is None:
         raise ValueError("The 'scores' parameter is required for method='uncertainty': pass one uncertainty per "
                          f"pool image ({pool.shape[0]}). Got None instead.")
@@ -217,16 +215,6 @@ def _validate(
                 "Got None instead."
             )
     return params
-
-
-def _check_labeled(labeled, n_pool: int) -> np.ndarray:
-    values = np.asarray(labeled)
-    if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
-        raise ValueError(f"The 'labeled' parameter must be a list of pool indices. Got {show(labeled)} instead.")
-    if values.min() < 0 or values.max() >= n_pool or len(np.unique(values)) != len(values):
-        raise ValueError(f"The 'labeled' parameter must hold distinct pool indices in [0, {n_pool}). "
-                         f"Got {show(labeled)} instead.")
-    return values.astype(np.int64)
 
 
 def _check_scores(scores, n_pool: int) -> np.ndarray:

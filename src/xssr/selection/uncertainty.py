@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xssr.selection.checks import check_count
+from xssr.selection.checks import check_count, check_labeled
 from xssr.selection.nearest import NearestSelected
 from xssr.selection.neighbors import prepare_embeddings
 
@@ -42,6 +42,7 @@ def uncertainty_kcenter(X, scores: np.ndarray, budget: int, metric: str = "eucli
     points = prepare_embeddings(X, metric, name="X")
     n_pool = points.shape[0]
     budget = check_count(budget, n_pool)
+    labeled = check_labeled(labeled, n_pool, budget)
     u = scale_scores(np.asarray(scores, dtype=np.float64))
     state = NearestSelected(points, 1)  # skips pool blocks a pick cannot come closer to
     u = u[state.order][None, :]  # the state's block order
